@@ -1,0 +1,12 @@
+"""ganlab: pluggable GANs on PyTorch Lightning 2.x + Hydra.
+
+Flow: ``conf/`` -> :mod:`ganlab.train` -> :mod:`ganlab.data` (LightningDataModule)
+-> :mod:`ganlab.models` (GAN LightningModule = networks + loss) -> :mod:`ganlab.callbacks`
+-> loggers / checkpoints.
+"""
+
+__version__ = "0.1.0"
+
+from ganlab.config import register_resolvers as _register_resolvers
+
+_register_resolvers()

@@ -1,0 +1,22 @@
+"""OmegaConf resolvers used by ``conf/`` (registered on ``import ganlab``).
+
+``${optimizer_steps:G,n_critic}``: Lightning's ``global_step``/``max_steps``/
+``every_n_train_steps`` count every optimizer step, and a GAN batch takes ``n_critic`` D steps
+plus one G step, so G generator steps are ``G * (n_critic + 1)`` optimizer steps. Configs speak
+in generator steps and convert with this resolver.
+"""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+
+def optimizer_steps(generator_steps: int | None, n_critic: int = 1) -> int:
+    if generator_steps is None or int(generator_steps) < 0:
+        return -1
+    return int(generator_steps) * (int(n_critic) + 1)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("optimizer_steps"):
+        OmegaConf.register_new_resolver("optimizer_steps", optimizer_steps)

@@ -1,0 +1,121 @@
+"""One LightningDataModule for every data source ganlab reads.
+
+``prepare_data`` builds (once) a decoded uint8 cache of the chosen source; ``setup`` opens it
+memory-mapped; ``train_dataloader`` hands out uint8 batches; ``on_after_batch_transfer``
+turns them into float ``[-1, 1]`` and applies the horizontal flip *on the batch's device*.
+The GAN module therefore always receives ``(images, labels)``; ``labels`` has shape ``(B, 0)``
+for unlabelled data, ``(B,)`` class indices, or ``(B, K)`` multi-hot attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+
+from ganlab.data.loader import ArrayBatchLoader
+from ganlab.images import to_float
+
+
+class GANDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        source: str = "faces",
+        root: str | None = None,
+        layout: str = "auto",
+        resolution: int = 64,
+        channels: int = 3,
+        crop: Any = None,
+        resize_filter: str = "bilinear",
+        max_images: int | None = None,
+        labels: Sequence[str] | str | None = None,
+        label_mode: str = "multi_hot",
+        split: str = "train",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        num_images: int = 20000,
+        batch_size: int = 64,
+        hflip: bool = False,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.prepared = None
+
+    # -- preparation -------------------------------------------------------------------
+    def _prepare(self, progress: bool = True):
+        from ganlab.data.sources import prepare
+
+        h = self.hparams
+        return prepare(
+            h.source, h.root, layout=h.layout, resolution=h.resolution, channels=h.channels,
+            crop=h.crop, resize_filter=h.resize_filter, max_images=h.max_images,
+            labels=h.labels, label_mode=h.label_mode, val_fraction=h.val_fraction,
+            test_fraction=h.test_fraction, seed=h.seed, num_images=h.num_images,
+            cache_dir=h.cache_dir, num_workers=h.num_workers, progress=progress,
+        )
+
+    def prepare_data(self) -> None:
+        self._prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.prepared is None:
+            self.prepared = self._prepare(progress=False)
+            if self.hparams.split not in self.prepared.splits:
+                raise ValueError(
+                    f"split {self.hparams.split!r} not available for {self.hparams.source} "
+                    f"(have: {sorted(self.prepared.splits)})"
+                )
+
+    # -- what models, callbacks and metrics ask for ------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return self.prepared.fingerprint
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.prepared.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.prepared.class_names) if self.prepared.label_kind else 0
+
+    @property
+    def label_kind(self) -> str | None:
+        return self.prepared.label_kind
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.prepared.class_names)
+
+    def split_images(self, split: str | None = None) -> np.ndarray:
+        idx = self.prepared.splits[split or self.hparams.split]
+        return self.prepared.images[idx]
+
+    def split_labels(self, split: str | None = None) -> np.ndarray | None:
+        if self.prepared.labels is None:
+            return None
+        return self.prepared.labels[self.prepared.splits[split or self.hparams.split]]
+
+    # -- loading -------------------------------------------------------------------------
+    def train_dataloader(self) -> ArrayBatchLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        on_gpu = bool(trainer and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
+        return ArrayBatchLoader(
+            self.prepared.images, self.prepared.labels, self.prepared.splits[self.hparams.split],
+            self.hparams.batch_size, hflip=self.hparams.hflip, seed=self.hparams.seed,
+            rank=rank, world_size=world, pin_memory=self.hparams.pin_memory and on_gpu,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, flip = batch
+        x = to_float(x)
+        if flip.any():
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x, y

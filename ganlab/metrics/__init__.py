@@ -1,0 +1,52 @@
+"""Literature-standard GAN metrics (FID, KID, precision/recall, density/coverage, IS).
+
+Features come from torch-fidelity's TF-ported InceptionV3 (:mod:`ganlab.metrics.inception`, with
+offline weight resolution); the metric maths is torch-fidelity's, applied to feature arrays by the
+plain function :func:`compute_metrics` (:mod:`ganlab.metrics.core`); real-data features are cached
+per data split (:mod:`ganlab.metrics.reference`). Used by :class:`ganlab.callbacks.metrics.MetricsCallback`
+during training and by ``python -m ganlab.evaluate`` afterwards.
+"""
+
+from ganlab.metrics.core import (
+    METRIC_KEYS,
+    compute_metrics,
+    density_coverage,
+    fid_from_statistics,
+    fid_statistics,
+    kid_subset_size_used,
+    normalize_metric_names,
+)
+from ganlab.metrics.inception import (
+    InceptionExtractor,
+    InceptionWeights,
+    InceptionWeightsError,
+    get_inception_extractor,
+    resolve_inception_weights,
+)
+from ganlab.metrics.memorization import memorization_stats, nearest_neighbors, save_pairs_grid
+from ganlab.metrics.reference import ReferenceFeatures, reference_features
+from ganlab.metrics.sampling import GanSamples, ImageFolder, features_of_batches, gan_fake_features
+
+__all__ = [
+    "METRIC_KEYS",
+    "GanSamples",
+    "ImageFolder",
+    "InceptionExtractor",
+    "InceptionWeights",
+    "InceptionWeightsError",
+    "ReferenceFeatures",
+    "compute_metrics",
+    "density_coverage",
+    "features_of_batches",
+    "fid_from_statistics",
+    "fid_statistics",
+    "gan_fake_features",
+    "get_inception_extractor",
+    "kid_subset_size_used",
+    "memorization_stats",
+    "nearest_neighbors",
+    "normalize_metric_names",
+    "reference_features",
+    "resolve_inception_weights",
+    "save_pairs_grid",
+]

@@ -1,0 +1,266 @@
+"""The one GAN training loop: a LightningModule with manual optimization.
+
+Per batch: ``n_critic`` discriminator steps, then one generator step. Networks, loss,
+regularizers and optimizers are pluggable parts (Hydra instantiates them), so the MLP GAN,
+DCGAN, SNGAN/hinge, WGAN-GP, LSGAN and conditional variants are all this same class.
+Labels flow through G and D whenever the networks are conditional (``num_classes > 0``).
+
+Lightning pitfalls handled here:
+- ``trainer.global_step`` counts *every* optimizer step (``n_critic + 1`` per batch), so the
+  module keeps ``generator_step`` (saved in checkpoints) and callbacks count with it;
+- gradient clipping goes through ``self.clip_gradients`` (``gradient_clip_val`` is rejected
+  under manual optimization), backward through ``manual_backward`` (AMP loss scaling);
+- the generator EMA (``torch.optim.swa_utils.AveragedModel``) is a submodule, so it is in
+  every checkpoint; all samples and evaluation use it;
+- RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
+- a non-finite loss stops the run before any step is applied, and a checkpoint is never
+  written from non-finite weights, so ``last.ckpt`` stays the last good state.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ganlab.models.losses import AdversarialLoss
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a loss becomes NaN/inf; the run stops with the last good checkpoint intact."""
+
+
+class GAN(L.LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: AdversarialLoss,
+        g_optimizer: Callable[..., torch.optim.Optimizer],
+        d_optimizer: Callable[..., torch.optim.Optimizer],
+        g_scheduler: Callable | None = None,
+        d_scheduler: Callable | None = None,
+        n_critic: int = 1,
+        regularizers: Sequence[Callable] = (),
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
+        ema_decay: float | None = 0.999,
+        ema_start: int = 0,
+        d_weight_clip: float | None = None,
+        g_grad_clip: float | None = None,
+        d_grad_clip: float | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = loss
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.g_scheduler, self.d_scheduler = g_scheduler, d_scheduler
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        self.n_critic = n_critic
+        self.regularizers = list(regularizers or ())
+        self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
+        self.ema_decay, self.ema_start = ema_decay, ema_start
+        self.d_weight_clip = d_weight_clip
+        self.g_grad_clip, self.d_grad_clip = g_grad_clip, d_grad_clip
+        self.channels_last, self.compile_networks = channels_last, compile
+        self.generator_ema = None
+        if ema_decay:
+            self.generator_ema = AveragedModel(
+                generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            self.generator_ema.requires_grad_(False)
+        self.generator_step = 0
+        self.discriminator_step = 0
+        self.model_config: dict | None = None  # set by ganlab.train; lets load_gan rebuild the model
+        self._rng_to_restore: dict | None = None
+
+    # -- what callbacks, metrics and generate use ------------------------------------
+    @property
+    def z_dim(self) -> int:
+        return self.generator.z_dim
+
+    @property
+    def num_classes(self) -> int:
+        return getattr(self.generator, "num_classes", 0)
+
+    @property
+    def label_kind(self) -> str | None:
+        return getattr(self.generator, "label_kind", None) if self.num_classes else None
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.z_dim, generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
+        """Images in ``[-1, 1]`` from the EMA generator (or the raw one), in eval mode."""
+        g = self.generator_ema.module if (ema and self.generator_ema is not None) else self.generator
+        was_training = g.training
+        g.eval()
+        try:
+            return g(z, labels if self.num_classes else None)
+        finally:
+            g.train(was_training)
+
+    # -- setup --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt_g = self.g_optimizer(self.generator.parameters())
+        opt_d = self.d_optimizer(self.discriminator.parameters())
+        schedulers = [s(o) for s, o in ((self.g_scheduler, opt_g), (self.d_scheduler, opt_d)) if s]
+        return [opt_g, opt_d], schedulers
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_networks:
+            self.generator.compile()
+            self.discriminator.compile()
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore is not None:
+            _set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    # -- the loop --------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        real, labels = batch
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        labels = labels if self.num_classes else None
+        opt_g, opt_d = self.optimizers()
+        n = real.shape[0]
+
+        for i in range(self.n_critic):
+            # the last critic step's fakes are made with a graph and reused for the G step
+            last = i == self.n_critic - 1
+            with torch.set_grad_enabled(last):
+                fake = self.generator(self.noise(n), labels)
+            d_stats = self._discriminator_step(opt_d, real, fake.detach(), labels)
+        g_stats = self._generator_step(opt_g, fake, labels)
+        self.generator_step += 1
+        self._update_ema()
+        for sched in self._schedulers():
+            sched.step()
+
+        stats = {**d_stats, **g_stats}
+        self.log_dict({"loss/d": stats["loss/d"], "loss/g": stats["loss/g"]}, prog_bar=True)
+        self.log_dict({k: v for k, v in stats.items() if not k.startswith("loss/")})
+        self.log("generator_step", float(self.generator_step))
+        return stats
+
+    def _discriminator_step(self, opt, real, fake, labels) -> dict[str, torch.Tensor]:
+        self.toggle_optimizer(opt)
+        real_in, fake_in = self._instance_noise(real), self._instance_noise(fake)
+        d_real = self.discriminator(real_in, labels)
+        d_fake = self.discriminator(fake_in, labels)
+        adv = self.loss.discriminator(d_real, d_fake)
+        stats = {"d/real_score": self.loss.score(d_real).mean().detach(),
+                 "d/fake_score": self.loss.score(d_fake).mean().detach()}
+        total = adv
+        for reg in self.regularizers:
+            penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step)
+            stats[f"reg/{type(reg).__name__}"] = penalty.detach()
+            total = total + penalty
+        self._check_finite("discriminator", total)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        if self.d_grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.d_grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        if self.d_weight_clip:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-self.d_weight_clip, self.d_weight_clip)
+        self.untoggle_optimizer(opt)
+        self.discriminator_step += 1
+        stats["loss/d"] = adv.detach()
+        return stats
+
+    def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
+        self.toggle_optimizer(opt)
+        loss = self.loss.generator(self.discriminator(self._instance_noise(fake), labels))
+        self._check_finite("generator", loss)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.g_grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.g_grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        self.untoggle_optimizer(opt)
+        return {"loss/g": loss.detach()}
+
+    def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """Gaussian instance noise (Sønderby et al. 2017), annealed linearly to 0."""
+        sigma = self.instance_noise
+        if sigma and self.instance_noise_steps:
+            sigma *= max(0.0, 1.0 - self.generator_step / self.instance_noise_steps)
+        return x + sigma * torch.randn_like(x) if sigma else x
+
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        if self.generator_step <= self.ema_start:  # warm-up: EMA tracks the raw weights
+            self.generator_ema.n_averaged.zero_()
+        self.generator_ema.update_parameters(self.generator)
+
+    def _schedulers(self) -> list:
+        s = self.lr_schedulers()
+        return [] if s is None else (s if isinstance(s, list) else [s])
+
+    def _check_finite(self, who: str, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite {who} loss ({loss.item()}) at generator step {self.generator_step} "
+                f"(optimizer step {self.global_step}); the run stopped before applying it, the last "
+                "checkpoint holds the last good weights. Try a lower learning rate, gradient "
+                "clipping (model.g_grad_clip / model.d_grad_clip) or precision=32."
+            )
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [name for name, p in self.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLossError(f"refusing to write a checkpoint with non-finite weights: {bad[:5]}")
+        from ganlab import __version__
+
+        checkpoint["ganlab"] = {
+            "version": __version__,
+            "generator_step": self.generator_step,
+            "discriminator_step": self.discriminator_step,
+            "model_config": self.model_config,
+            "rng": _get_rng_states(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ganlab", {})
+        self.generator_step = state.get("generator_step", 0)
+        self.discriminator_step = state.get("discriminator_step", 0)
+        self.model_config = state.get("model_config", self.model_config)
+        self._rng_to_restore = state.get("rng")
+
+
+def _get_rng_states() -> dict[str, Any]:
+    """Global RNG states in types that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

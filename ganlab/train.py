@@ -1,0 +1,65 @@
+"""``python -m ganlab.train [experiment=NAME] [key=value ...]``: compose ``conf/train.yaml``
+with Hydra, build datamodule, GAN, callbacks, loggers and trainer, fit (optionally resuming
+from ``ckpt_path``), and return ``optimized_metric`` for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+import ganlab  # noqa: F401  (registers the config resolvers)
+from ganlab.models.gan import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group that has a ``_target_`` (callbacks, loggers)."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict[str, float], L.Trainer]:
+    """Fit one run; returns the final logged metrics and the trainer."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return metrics, trainer
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics, _ = train(cfg)
+    except NonFiniteLossError as err:
+        log.error("training stopped: %s", err)
+        sys.exit(1)
+    return optimized_value(cfg, metrics)
+
+
+if __name__ == "__main__":
+    main()
