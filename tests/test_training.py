@@ -10,7 +10,7 @@ from ganlab.models import load_gan
 from ganlab.models.gan import NonFiniteLossError
 from ganlab.train import train
 
-QUIET = ["callbacks=none", "logger=[]", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+QUIET = ["callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
 def params(module):
@@ -48,14 +48,28 @@ def test_n_critic_counts_and_weight_clip(tiny_cfg):
 def test_ema_differs_from_raw_weights_and_warmup_tracks_them(tiny_cfg):
     _, trainer = train(tiny_cfg("generator_steps=4", "model.ema_decay=0.9", *QUIET))
     gan = trainer.lightning_module
-    raw, ema = params(gan.generator), params(gan.generator_ema.module)
+    raw, ema = params(gan.generator), params(gan.generator_ema)
     assert (raw - ema).abs().max() > 1e-6
     z = gan.noise(4, torch.Generator().manual_seed(0))
     assert not torch.allclose(gan.sample(z, ema=True), gan.sample(z, ema=False))
 
     _, trainer = train(tiny_cfg("generator_steps=4", "model.ema_decay=0.9", "model.ema_start=10", *QUIET))
     gan = trainer.lightning_module
-    assert torch.equal(params(gan.generator), params(gan.generator_ema.module))
+    assert torch.equal(params(gan.generator), params(gan.generator_ema))
+    assert gan.ema_decay_at(10) == 0.0 and gan.ema_decay_at(11) == pytest.approx(2 / 11)
+    assert gan.ema_decay_at(10**6) == 0.9
+
+
+def test_ema_samples_are_not_washed_out(tiny_cfg):
+    """The EMA copies BatchNorm statistics instead of averaging them: averaged statistics lag
+    the weights by thousands of steps and the EMA generator then draws flat grey images."""
+    _, trainer = train(tiny_cfg("generator_steps=60", "model.ema_decay=0.999", *QUIET))
+    gan = trainer.lightning_module
+    z = gan.noise(64, torch.Generator().manual_seed(0))
+    raw_std = gan.sample(z, ema=False).std().item()
+    ema_std = gan.sample(z, ema=True).std().item()
+    assert raw_std > 0.005
+    assert ema_std > 0.5 * raw_std
 
 
 class PoisonGenerator(L.Callback):

@@ -10,8 +10,11 @@ Lightning pitfalls handled here:
   module keeps ``generator_step`` (saved in checkpoints) and callbacks count with it;
 - gradient clipping goes through ``self.clip_gradients`` (``gradient_clip_val`` is rejected
   under manual optimization), backward through ``manual_backward`` (AMP loss scaling);
-- the generator EMA (``torch.optim.swa_utils.AveragedModel``) is a submodule, so it is in
-  every checkpoint; all samples and evaluation use it;
+- the generator EMA is a submodule, so it is in every checkpoint; all samples and evaluation
+  use it. It averages parameters and *copies* buffers (BatchNorm running statistics), as
+  StyleGAN2-ADA does: averaging running statistics with a slow decay leaves them far from the
+  current weights' activations and the EMA generator then outputs flat grey images. The decay
+  warms up as ``min(decay, (1+t)/(10+t))`` so short runs get a useful EMA too;
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
 - a non-finite loss stops the run before any step is applied, and a checkpoint is never
   written from non-finite weights, so ``last.ckpt`` stays the last good state.
@@ -19,6 +22,7 @@ Lightning pitfalls handled here:
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any, Callable, Sequence
 
@@ -26,7 +30,6 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganlab.models.losses import AdversarialLoss
 
@@ -73,12 +76,7 @@ class GAN(L.LightningModule):
         self.d_weight_clip = d_weight_clip
         self.g_grad_clip, self.d_grad_clip = g_grad_clip, d_grad_clip
         self.channels_last, self.compile_networks = channels_last, compile
-        self.generator_ema = None
-        if ema_decay:
-            self.generator_ema = AveragedModel(
-                generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
-            )
-            self.generator_ema.requires_grad_(False)
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay else None
         self.generator_step = 0
         self.discriminator_step = 0
         self.model_config: dict | None = None  # set by ganlab.train; lets load_gan rebuild the model
@@ -103,7 +101,7 @@ class GAN(L.LightningModule):
     @torch.no_grad()
     def sample(self, z: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
         """Images in ``[-1, 1]`` from the EMA generator (or the raw one), in eval mode."""
-        g = self.generator_ema.module if (ema and self.generator_ema is not None) else self.generator
+        g = self.generator_ema if (ema and self.generator_ema is not None) else self.generator
         was_training = g.training
         g.eval()
         try:
@@ -204,12 +202,20 @@ class GAN(L.LightningModule):
             sigma *= max(0.0, 1.0 - self.generator_step / self.instance_noise_steps)
         return x + sigma * torch.randn_like(x) if sigma else x
 
+    def ema_decay_at(self, step: int) -> float:
+        """0 (copy) until ``ema_start``, then ``min(ema_decay, (1+t)/(10+t))``."""
+        t = step - self.ema_start
+        return 0.0 if t <= 0 else min(self.ema_decay, (1.0 + t) / (10.0 + t))
+
+    @torch.no_grad()
     def _update_ema(self) -> None:
         if self.generator_ema is None:
             return
-        if self.generator_step <= self.ema_start:  # warm-up: EMA tracks the raw weights
-            self.generator_ema.n_averaged.zero_()
-        self.generator_ema.update_parameters(self.generator)
+        weight = 1.0 - self.ema_decay_at(self.generator_step)
+        ema, raw = list(self.generator_ema.parameters()), list(self.generator.parameters())
+        torch._foreach_lerp_(ema, raw, weight)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
 
     def _schedulers(self) -> list:
         s = self.lr_schedulers()
