@@ -86,7 +86,7 @@ class PoisonGenerator(L.Callback):
 
 def test_non_finite_loss_stops_with_last_good_checkpoint(tiny_cfg, tmp_path):
     cfg = tiny_cfg("generator_steps=10", "checkpoint_every=2", "callbacks=[model_checkpoint]", "logger=[]")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator loss .* generator step 5"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator loss .* generator step 6"):
         train(cfg, extra_callbacks=[PoisonGenerator(at=5)])
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert ckpt.exists()

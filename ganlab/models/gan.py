@@ -16,8 +16,9 @@ Lightning pitfalls handled here:
   current weights' activations and the EMA generator then outputs flat grey images. The decay
   warms up as ``min(decay, (1+t)/(10+t))`` so short runs get a useful EMA too;
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
-- a non-finite loss stops the run before any step is applied, and a checkpoint is never
-  written from non-finite weights, so ``last.ckpt`` stays the last good state.
+- a non-finite loss stops the run before any checkpoint is written from that step, and a
+  checkpoint is never written from non-finite weights, so ``last.ckpt`` stays the last good
+  state (one host sync per batch for this check, not one per loss).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class GAN(L.LightningModule):
                 fake = self.generator(self.noise(n), labels)
             d_stats = self._discriminator_step(opt_d, real, fake.detach(), labels)
         g_stats = self._generator_step(opt_g, fake, labels)
+        self._check_finite(d_stats["loss/d_total"], g_stats["loss/g"])
         self.generator_step += 1
         self._update_ema()
         for sched in self._schedulers():
@@ -168,7 +170,6 @@ class GAN(L.LightningModule):
             penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step)
             stats[f"reg/{type(reg).__name__}"] = penalty.detach()
             total = total + penalty
-        self._check_finite("discriminator", total)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(total)
         if self.d_grad_clip:
@@ -181,12 +182,12 @@ class GAN(L.LightningModule):
         self.untoggle_optimizer(opt)
         self.discriminator_step += 1
         stats["loss/d"] = adv.detach()
+        stats["loss/d_total"] = total.detach()
         return stats
 
     def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
         loss = self.loss.generator(self.discriminator(self._instance_noise(fake), labels))
-        self._check_finite("generator", loss)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.g_grad_clip:
@@ -221,14 +222,20 @@ class GAN(L.LightningModule):
         s = self.lr_schedulers()
         return [] if s is None else (s if isinstance(s, list) else [s])
 
-    def _check_finite(self, who: str, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite {who} loss ({loss.item()}) at generator step {self.generator_step} "
-                f"(optimizer step {self.global_step}); the run stopped before applying it, the last "
-                "checkpoint holds the last good weights. Try a lower learning rate, gradient "
-                "clipping (model.g_grad_clip / model.d_grad_clip) or precision=32."
-            )
+    def _check_finite(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
+        """One host sync per batch (not one per loss): the check runs after both updates, and
+        raising here, before any ``on_train_batch_end`` hook, means no checkpoint is written
+        from this step's weights; ``on_save_checkpoint`` refuses non-finite weights too."""
+        if torch.isfinite(torch.stack([d_loss, g_loss])).all():
+            return
+        who = "discriminator" if not torch.isfinite(d_loss) else "generator"
+        value = (d_loss if who == "discriminator" else g_loss).item()
+        raise NonFiniteLossError(
+            f"non-finite {who} loss ({value}) at generator step {self.generator_step + 1} "
+            f"(optimizer step {self.global_step}); the run stopped and this step's weights were not "
+            "saved, so the last checkpoint holds the last good state. Try a lower learning rate, "
+            "gradient clipping (model.g_grad_clip / model.d_grad_clip) or precision=32."
+        )
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
