@@ -21,6 +21,7 @@ TINY = [
     "data.resolution=16",
     "data.batch_size=16",
     "trainer.accelerator=cpu",
+    "trainer.log_every_n_steps=1",
 ]
 
 
