@@ -1,0 +1,162 @@
+"""Features of generated samples: from a GAN (``noise`` / ``sample``) or from a folder of images."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclasses.dataclass
+class FakeFeatures:
+    features: torch.Tensor  # (n, 2048) float32 CPU
+    logits: torch.Tensor | None  # (n, 1008) when the extractor has them and they were asked for
+    seconds: float
+    image_shape: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclasses.dataclass
+class GanSamples:
+    """Deterministic fake samples of a GAN: fixed noise (and labels) drawn once from ``seed``."""
+
+    model: torch.nn.Module
+    z: torch.Tensor  # (n, z_dim), CPU
+    labels: torch.Tensor | None  # (n,) long or (n, K) float, CPU
+    ema: bool = True
+
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+    @classmethod
+    def create(cls, model, n: int, *, seed: int = 0, labels_pool=None, ema: bool = True) -> "GanSamples":
+        z = draw_noise(model, int(n), int(seed))
+        labels = draw_labels(model, int(n), int(seed), labels_pool)
+        return cls(model, z, labels, ema)
+
+    @torch.no_grad()
+    def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
+        """uint8 ``(k, C, H, W)`` CPU images of the given sample indices."""
+        from ganlab.images import to_uint8
+
+        dev = _device_of(self.model)
+        z = self.z[indices].to(dev)
+        labels = None if self.labels is None else self.labels[indices].to(dev)
+        x = self.model.sample(z, labels, ema=self.ema)
+        return to_uint8(x).cpu()
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for s in range(0, len(self), batch_size):
+            yield self.images(slice(s, min(s + batch_size, len(self))))
+
+
+def _device_of(model) -> torch.device:
+    dev = getattr(model, "device", None)
+    if dev is not None:
+        return torch.device(dev)
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def draw_noise(model, n: int, seed: int) -> torch.Tensor:
+    """``model.noise(n, generator=...)`` with a generator seeded by ``seed``; returned on the CPU."""
+    dev = _device_of(model)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    return model.noise(n, generator=g).detach().cpu()
+
+
+def draw_labels(model, n: int, seed: int, labels_pool=None) -> torch.Tensor | None:
+    """Labels for a conditional model: rows drawn (seeded, with replacement) from the real split's
+    labels, so fakes follow the data's label distribution; ``None`` for unconditional models."""
+    if int(getattr(model, "num_classes", 0) or 0) <= 0:
+        return None
+    kind = getattr(model, "label_kind", None) or "class"
+    rng = np.random.default_rng(seed + 1)
+    if labels_pool is not None and len(labels_pool) > 0:
+        rows = np.asarray(labels_pool)[rng.integers(0, len(labels_pool), size=n)]
+    elif kind == "class":
+        rows = rng.integers(0, int(model.num_classes), size=n)
+    else:
+        rows = (rng.random((n, int(model.num_classes))) < 0.5).astype(np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(rows))
+    return t.long() if kind == "class" else t.float()
+
+
+def features_of_batches(
+    batches, extractor, *, logits: bool = False, batch_size: int | None = None
+) -> FakeFeatures:
+    """Run ``extractor`` over an iterable of uint8 batches; nothing but the features is kept."""
+    t0 = time.perf_counter()
+    feats, logs, shape = [], [], ()
+    for x in batches:
+        shape = tuple(x.shape[1:])
+        if logits:
+            f, lg = extractor.extract(x, logits=True, batch_size=batch_size)
+            logs.append(lg)
+        else:
+            f = extractor.extract(x, batch_size=batch_size)
+        feats.append(f)
+    f = torch.cat(feats) if feats else torch.empty(0, 2048)
+    lg = torch.cat(logs) if logs else None
+    return FakeFeatures(f, lg, time.perf_counter() - t0, shape)
+
+
+def gan_fake_features(
+    model, extractor, n: int, *, seed: int = 0, batch_size: int = 64, labels_pool=None, ema: bool = True,
+    logits: bool = False,
+) -> tuple[FakeFeatures, GanSamples]:
+    """Features of ``n`` samples of ``model`` (fixed noise from ``seed``: same z every evaluation)."""
+    samples = GanSamples.create(model, n, seed=seed, labels_pool=labels_pool, ema=ema)
+    return features_of_batches(samples.batches(batch_size), extractor, logits=logits), samples
+
+
+# ---------------------------------------------------------------------------------------------
+class ImageFolder:
+    """Images of a folder (sorted by path, like torch-fidelity), read with PIL as uint8 RGB."""
+
+    def __init__(self, root: str, n: int | None = None, recursive: bool = False) -> None:
+        files = []
+        for dirpath, _, names in os.walk(root):
+            if not recursive and os.path.realpath(dirpath) != os.path.realpath(root):
+                continue
+            files += [os.path.join(dirpath, f) for f in names if f.lower().endswith(IMAGE_EXTENSIONS)]
+        files = sorted(os.path.realpath(f) for f in files)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+        self.root = root
+        self.files = files[: int(n)] if n else files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
+        from PIL import Image
+
+        files = self.files[indices] if isinstance(indices, slice) else [self.files[i] for i in indices]
+        arrs = []
+        for f in files:
+            with Image.open(f) as im:
+                arrs.append(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+        shapes = {a.shape for a in arrs}
+        if len(shapes) > 1:
+            raise ValueError(f"images in {self.root} differ in size: {sorted(shapes)[:3]}")
+        return torch.from_numpy(np.stack(arrs))
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for s in range(0, len(self), batch_size):
+            yield self.images(slice(s, min(s + batch_size, len(self))))
+
+
+__all__ = ["FakeFeatures", "GanSamples", "ImageFolder", "draw_labels", "draw_noise", "features_of_batches",
+           "gan_fake_features"]
