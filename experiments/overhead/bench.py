@@ -8,7 +8,8 @@ frozen D. EMA is off on the ganlab side (the plain loop has none). ganlab runs t
 includes Lightning's loop, hooks, logging and the data module's loader.
 
 Timing: seconds from the start of step ``warmup`` to the start of step ``warmup + steps``;
-the two sides alternate ``repeats`` times and the median throughput of each is reported.
+the two sides alternate ``repeats`` times; the ratio reported is the median of the per-repeat
+ratios (each pair runs back to back, so slow drifts in machine load cancel).
 
     python experiments/overhead/bench.py [--resolution 64 --batch 64 --steps 20 --repeats 3 --device cpu]
 """
@@ -137,10 +138,13 @@ def main():
         ours.append(ganlab_loop(args, images))
         print(f"repeat {r}: plain {plain[-1]:.1f} img/s, ganlab {ours[-1]:.1f} img/s", flush=True)
     mp, mo = statistics.median(plain), statistics.median(ours)
+    # each repeat runs the two loops back to back: the median of the paired ratios is robust
+    # to load that drifts between repeats on a shared machine
+    ratio = statistics.median(o / p for o, p in zip(ours, plain))
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"\n| device | resolution | width | batch | plain loop (img/s) | ganlab (img/s) | ratio |")
-    print(f"| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {mo / mp:.3f} |")
+    print("\n| device | resolution | width | batch | plain loop (img/s, median) | ganlab (img/s, median) | ganlab / plain (median of paired ratios) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {ratio:.3f} |")
     print(f"torch {torch.__version__}, lightning {L.__version__}, ganlab {ganlab.__version__}")
 
 
