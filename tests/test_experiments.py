@@ -4,7 +4,7 @@ Data comes from small stand-ins written in a temp dir (CelebA official layout, a
 with class subfolders, Fashion-MNIST IDX files), so the test never depends on shared data.
 """
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 from ganlab.train import train
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))
-from data_fixtures import face_images, write_celeba, write_mnist  # noqa: E402
-
-from conftest import CONF, compose_cfg  # noqa: E402
+CONF = Path(__file__).resolve().parents[1] / "conf"
+_spec = importlib.util.spec_from_file_location("data_fixtures", Path(__file__).parent / "data" / "data_fixtures.py")
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -23,13 +23,13 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     base = tmp_path_factory.mktemp("data")
-    write_celeba(base / "celeba", n=40)
+    fixtures.write_celeba(base / "celeba", n=40)
     for k, cls in enumerate(["with_mask", "without_mask"]):
         (base / "folder" / cls).mkdir(parents=True)
-        for i, img in enumerate(face_images(20, seed=k, size=(48, 48))):
+        for i, img in enumerate(fixtures.face_images(20, seed=k, size=(48, 48))):
             img.save(base / "folder" / cls / f"img{i}.png")
     (base / "fashion").mkdir()
-    write_mnist(base / "fashion", n_train=40, n_test=10)
+    fixtures.write_mnist(base / "fashion", n_train=40, n_test=10)
     return {"celeba": base / "celeba", "folder": base / "folder", "fashion_mnist": base / "fashion", "faces": None}
 
 
@@ -38,18 +38,20 @@ def test_experiments_found():
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_header_and_fast_dev_run(name, roots, tmp_path):
+def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     text = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
     assert text[0] == "# @package _global_"
     assert text[1].startswith("# ") and len(text[1]) > 20, "each experiment says what it is for"
-    source = compose_cfg(tmp_path, f"experiment={name}", tiny=False).data.source
+    source = make_cfg(tmp_path, f"experiment={name}", tiny=False).data.source
     overrides = [f"experiment={name}", "trainer.fast_dev_run=true", "trainer.accelerator=cpu",
                  "data.batch_size=8", "logger=[]", "callbacks=none", "trainer.enable_progress_bar=false"]
     if roots[source] is not None:
         overrides.append(f"data.root={roots[source]}")
-    cfg = compose_cfg(tmp_path, *overrides, tiny=False)
+    cfg = make_cfg(tmp_path, *overrides, tiny=False)
     if "max_images" in cfg.data:
         cfg.data.max_images = None
+    if OmegaConf.is_missing(cfg.model.generator, "num_classes"):  # set per folder by the user
+        cfg.model.generator.num_classes = 2  # the stand-in folder has two class subfolders
     metrics, trainer = train(cfg)
     assert trainer.lightning_module.generator_step == 1
     assert all(v == v for v in metrics.values())  # no NaN
