@@ -58,3 +58,24 @@ def tiny_cfg(tmp_path):
 def make_cfg():
     """``make_cfg(run_dir, *overrides)``: like ``tiny_cfg`` but for any folder."""
     return compose_cfg
+
+
+# -- data-layer fixtures ------------------------------------------------------------------
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Never touch the user's ~/.cache/ganlab: the default cache dir points into tmp_path."""
+    monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "default-cache"))
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def celeba_root(tmp_path):
+    """An official-layout CelebA tree of 15 faces: ``(root, truth)``."""
+    from data_fixtures import write_celeba
+
+    root = tmp_path / "celeba_official"
+    return root, write_celeba(root, "official")

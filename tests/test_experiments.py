@@ -4,18 +4,15 @@ Data comes from small stand-ins written in a temp dir (CelebA official layout, a
 with class subfolders, Fashion-MNIST IDX files), so the test never depends on shared data.
 """
 
-import importlib.util
 from pathlib import Path
 
+import data_fixtures as fixtures
 import pytest
 from omegaconf import OmegaConf
 
 from ganlab.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-_spec = importlib.util.spec_from_file_location("data_fixtures", Path(__file__).parent / "data" / "data_fixtures.py")
-fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixtures)
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

@@ -10,6 +10,8 @@ from hydra.utils import instantiate
 
 from ganlab.data import decode
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "celeba-subset").is_dir() or not (SHARED_DATA / "fashion-mnist").is_dir(),
     reason=f"no shared data under {SHARED_DATA}",

@@ -14,6 +14,8 @@ from ganlab.data import decode
 from ganlab.data.decode import ImageOptions, decode_file
 from ganlab.data.sources import prepare
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 CELEBA = SHARED_DATA / "celeba-subset"
 FASHION = SHARED_DATA / "fashion-mnist"
 

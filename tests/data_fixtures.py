@@ -14,7 +14,7 @@ from PIL import Image
 from ganlab.data.procedural_faces import render_faces
 
 ATTRS = ["5_o_Clock_Shadow", "Eyeglasses", "Male", "Smiling", "Young"]
-SHARED_DATA = Path(os.environ.get("GANLAB_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+SHARED_DATA = Path(os.environ.get("GANLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def face_images(n: int, seed: int = 0, size: tuple[int, int] = (40, 48)) -> list[Image.Image]:

@@ -15,6 +15,8 @@ from data_fixtures import face_images, write_celeba
 from ganlab.data import decode
 from ganlab.data.sources import prepare
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 
 def _prep(root, cache_dir, **kw):
     kw = {"resolution": 16, "num_workers": 0, "progress": False, **kw}

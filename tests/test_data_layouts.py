@@ -14,6 +14,8 @@ from ganlab.data.layouts import natural_sorted
 from ganlab.data.procedural_faces import ATTRIBUTE_NAMES, render_faces
 from ganlab.data.sources import prepare
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 

@@ -12,6 +12,8 @@ from PIL import Image
 from ganlab.data.decode import DecodeError, ImageOptions, decode_file
 from ganlab.data.sources import prepare
 
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 
 @pytest.fixture
 def corpus(tmp_path):
