@@ -33,6 +33,9 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     model = hydra.utils.instantiate(cfg.model)
     model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
+    # conditional GANs: check the label spec against the data and store the data config, class
+    # names and label counts in every checkpoint (checkpoint["ganlab_data"], read by ganlab.generate)
+    callbacks.append(RunMetadata(OmegaConf.to_container(cfg.data, resolve=True)))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
@@ -40,6 +43,33 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return metrics, trainer
+
+
+class RunMetadata(L.Callback):
+    """Label bookkeeping for conditional GANs (added by :func:`train` to every run).
+
+    ``setup`` (after the datamodule's) checks that the model's ``num_classes``/``label_kind``
+    match the data's labels; every checkpoint then gets ``checkpoint["ganlab_data"]``:
+    ``{"data_config", "class_names", "label_kind", "num_classes", "label_counts", "fingerprint"}``.
+    (The GAN module's own ``checkpoint["ganlab"]`` is written after the callbacks', so this is a
+    separate key.)
+    """
+
+    def __init__(self, data_config: dict | None) -> None:
+        self.data_config = data_config
+        self.meta: dict[str, Any] = {"data_config": data_config}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from ganlab.conditional import check_label_spec, label_metadata
+
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "label_kind"):
+            return
+        check_label_spec(pl_module, dm)
+        self.meta = {"data_config": self.data_config, **label_metadata(dm)}
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ganlab_data"] = self.meta
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -57,6 +87,16 @@ def main(cfg: DictConfig) -> float | None:
         metrics, _ = train(cfg)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
+        # [sweeps] in a multirun, a diverged job must not end the whole sweep (sys.exit would):
+        # it reports the worst possible value (Optuna records a completed, worst trial, so TPE
+        # learns to avoid that region; NaN or an exception would abort the study), its
+        # final_metrics.json says status "failed" and ganlab.report lists it last.
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            direction = str(HydraConfig.get().sweeper.get("direction", "minimize"))
+            return float("-inf") if direction.endswith("maximize") else float("inf")
         sys.exit(1)
     return optimized_value(cfg, metrics)
 

@@ -15,4 +15,6 @@ def log_image(trainer, key: str, grid: torch.Tensor, step: int, caption: str | N
             logger.experiment.add_image(key, grid, global_step=step)
         elif isinstance(logger, WandbLogger):
             hwc = np.ascontiguousarray(grid.permute(1, 2, 0).cpu().numpy())
-            logger.log_image(key=key, images=[hwc], step=step, caption=[caption] if caption else None)
+            # WandbLogger.log_image takes len() of every extra kwarg: pass caption only when set
+            extra = {"caption": [caption]} if caption else {}
+            logger.log_image(key=key, images=[hwc], step=step, **extra)

@@ -4,7 +4,10 @@ built from those grids at the end of training.
 
 Files: ``<run>/samples/real.png``, ``<run>/samples/step_000100.png`` ..., ``<run>/progress.gif``.
 Grids also go to every logger that shows images. Conditional models get one row per class
-(fixed noise per column), so each row shows how one class evolves.
+(fixed noise per column), so each row shows how one class evolves, and at the end of training
+``<run>/samples/class_interpolation.png``: one fixed noise vector per row, the label moving
+linearly from class r to class r+1 (multi-hot: from no attribute to attribute r) across the
+columns, i.e. a linear interpolation of the class embeddings.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class SampleGrid(L.Callback):
         gif_path: str | None = None,
         gif_frame_ms: int = 200,
         log_to_loggers: bool = True,
+        interpolation_steps: int = 8,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
@@ -59,6 +63,7 @@ class SampleGrid(L.Callback):
         self.gif_path = Path(gif_path) if gif_path else None
         self.gif_frame_ms = gif_frame_ms
         self.log_to_loggers = log_to_loggers
+        self.interpolation_steps = interpolation_steps  # 0: no class-interpolation grid
         self._last_step = -1
 
     def _fixed_inputs(self, pl_module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -106,8 +111,27 @@ class SampleGrid(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
+        if self.interpolation_steps and pl_module.num_classes and trainer.is_global_zero:
+            grid = class_interpolation_grid(pl_module, self.dirpath / "class_interpolation.png",
+                                            self.interpolation_steps, self.seed)
+            if self.log_to_loggers:
+                log_image(trainer, "samples/class_interpolation", grid, pl_module.generator_step)
         if self.gif_path and trainer.is_global_zero:
             write_gif(sorted(self.dirpath.glob("step_*.png")), self.gif_path, self.gif_frame_ms)
+
+
+@torch.no_grad()
+def class_interpolation_grid(pl_module, path: Path, steps: int = 8, seed: int = 1234) -> torch.Tensor:
+    """Write the class-interpolation grid of a conditional GAN (EMA generator) to ``path``."""
+    from ganlab.conditional import interpolation_labels, soft_class_labels
+
+    labels, _ = interpolation_labels(pl_module.num_classes, pl_module.label_kind, steps)
+    rows = labels.shape[0] // steps
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(rows, pl_module.z_dim, generator=gen).repeat_interleave(steps, dim=0)
+    with soft_class_labels(pl_module):
+        fakes = pl_module.sample(z.to(pl_module.device), labels.to(pl_module.device))
+    return save_grid(to_uint8(fakes).cpu(), path, steps)
 
 
 def write_gif(frames: list[Path], path: Path, frame_ms: int = 200) -> None:

@@ -1,0 +1,425 @@
+"""Synthetic data sets from a trained (conditional) GAN.
+
+    python -m ganlab.generate ckpt=PATH out=DIR num_images=N [per_class=N] [classes=[A,B]]
+        [attributes=[[Eyeglasses],[]]] [balance=uniform|data] [seed=0] [batch_size=256]
+        [format=png] [device=auto] [ema=true] [overwrite=false]
+
+Layout (ImageFolder: one subfolder per label, ready for torchvision's ``ImageFolder``):
+
+* class-conditional models: ``out/<class name>/<latent index>.png``; class names come from the
+  checkpoint (``checkpoint["ganlab_data"]``, written by ``ganlab.train``), made safe as folder
+  names (``T-shirt/top`` -> ``T-shirt_top``; the manifest keeps the original name);
+* multi-hot models (CelebA attributes): one folder per requested attribute *combination*
+  (``attributes=[[Eyeglasses],[Eyeglasses,Male],[]]`` -> ``Eyeglasses/``, ``Eyeglasses+Male/``,
+  ``none/``; the listed attributes are on, all others off; default: all ``2^K`` combinations),
+  and the full attribute vector of each image in the manifest;
+* unconditional models: ``out/<latent index>.png`` (flat).
+
+``out/manifest.json`` holds the checkpoint (path, sha256, generator step), ganlab version, the
+generate config, the model and data configs, class names and counts, and one row per image
+(file, class / attributes, seed, latent index); ``out/manifest.csv`` has the per-image rows.
+
+Determinism: image ``i`` (its latent index, counted over the whole job in folder order) gets
+``z_i = randn(z_dim)`` from a ``torch.Generator`` seeded by ``numpy.random.SeedSequence([seed, i])``,
+so the same checkpoint, seed and request give byte-identical files whatever ``batch_size``
+(on CPU; CUDA kernels may differ in the last bit between batch sizes).
+
+Safety: refuses a non-empty ``out`` unless ``overwrite=true`` (which first removes the files an
+earlier run listed in ``out/manifest.json``); every image is written to a temporary name in its
+folder and renamed (``os.replace``), so no half-written file ever carries a final name; the
+manifest is written last, so a folder without one is an interrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from itertools import product
+from typing import Any, Mapping, Sequence
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import ganlab
+from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+MAX_DEFAULT_COMBINATION_ATTRIBUTES = 6
+
+
+class GenerateError(ValueError):
+    """A bad request: printed as one line by ``python -m ganlab.generate``."""
+
+
+@dataclass
+class Group:
+    """One output folder: a class, an attribute combination, or the whole (unconditional) set."""
+
+    name: str  # class name / combination name ("" when unconditional)
+    folder: str  # relative folder ("" = out itself)
+    label: Any  # int class index, list[float] attribute vector, or None
+    count: int = 0
+
+
+# -- arguments ---------------------------------------------------------------------------------------
+def _plain(x: Any) -> Any:
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, (DictConfig, ListConfig)) else x
+
+
+def _int_arg(cfg: Mapping, key: str, minimum: int = 1) -> int | None:
+    v = cfg.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < minimum:
+        raise GenerateError(f"{key} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def sha256_file(path: str, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_counts(total: int, weights: Sequence[float]) -> list[int]:
+    """``total`` split over groups proportionally to ``weights`` (largest remainder; ties go to the
+    earlier group), so uniform weights give ``total // G`` each and one more to the first ones."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.sum() <= 0:
+        raise GenerateError("balance=data: none of the requested labels occurs in the training data")
+    exact = total * w / w.sum()
+    counts = np.floor(exact).astype(np.int64)
+    order = sorted(range(len(w)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - int(counts.sum())]:
+        counts[i] += 1
+    return [int(c) for c in counts]
+
+
+def _class_index(name: Any, class_names: Sequence[str]) -> int:
+    if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+        if 0 <= int(name) < len(class_names):
+            return int(name)
+        raise GenerateError(f"class index {name} out of range 0..{len(class_names) - 1}")
+    s = str(name)
+    for i, n in enumerate(class_names):
+        if s == n:
+            return i
+    folded = [n.casefold() for n in class_names]
+    safe = [f.casefold() for f in folder_names(class_names)]
+    for pool in (folded, safe):
+        if s.casefold() in pool:
+            return pool.index(s.casefold())
+    raise GenerateError(f"unknown class {s!r}; the checkpoint's classes: {', '.join(class_names)}")
+
+
+def _combination(combo: Any, attr_names: Sequence[str]) -> list[float]:
+    if isinstance(combo, str):
+        combo = [] if combo.strip().lower() in ("", "none") else [c for c in combo.split("+") if c]
+    if not isinstance(combo, (list, tuple)):
+        raise GenerateError(f"each attributes entry must be a list of attribute names, got {combo!r}")
+    vec = [0.0] * len(attr_names)
+    folded = [a.casefold() for a in attr_names]
+    for a in combo:
+        if str(a).casefold() not in folded:
+            raise GenerateError(f"unknown attribute {a!r}; the checkpoint's attributes: {', '.join(attr_names)}")
+        vec[folded.index(str(a).casefold())] = 1.0
+    return vec
+
+
+def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
+    """The output folders and how many images each gets, from the request and the checkpoint."""
+    k, kind, names = int(info["num_classes"]), info.get("label_kind"), list(info["class_names"])
+    num_images, per_class = _int_arg(cfg, "num_images"), _plain(cfg.get("per_class"))
+    classes, attributes = _plain(cfg.get("classes")), _plain(cfg.get("attributes"))
+    balance = str(cfg.get("balance", "uniform"))
+    if balance not in ("uniform", "data"):
+        raise GenerateError(f"balance must be 'uniform' or 'data', got {balance!r}")
+    if (num_images is None) == (per_class is None):
+        raise GenerateError("give exactly one of num_images=N (split over the labels) or per_class=N")
+
+    if not k:
+        asked = [a for a in ("per_class", "classes", "attributes") if cfg.get(a) is not None]
+        if asked or balance == "data":
+            what = ", ".join(asked) or "balance=data"
+            raise GenerateError(f"{what} needs a conditional checkpoint, but this one is unconditional (trained "
+                                "without labels); use num_images=N")
+        return [Group("", "", None, num_images)]
+
+    if kind == "class":
+        if attributes is not None:
+            raise GenerateError("attributes=... is for multi-hot (attribute) models; this checkpoint has "
+                                f"classes ({', '.join(names)}): use classes=[...]")
+        if isinstance(per_class, Mapping):
+            if classes is not None:
+                raise GenerateError("give either classes=[...] or a per_class mapping, not both")
+            chosen = [_class_index(c, names) for c in per_class]
+        else:
+            chosen = list(range(k)) if classes is None else [_class_index(c, names) for c in classes]
+        if len(set(chosen)) != len(chosen):
+            raise GenerateError("a class is requested twice")
+        folders = folder_names(names)
+        groups = [Group(names[c], folders[c], c) for c in chosen]
+    else:
+        if classes is not None:
+            raise GenerateError(f"classes=... is for class-conditional models; this checkpoint is conditioned on "
+                                f"attributes ({', '.join(names)}): use attributes=[[A],[A,B],[]]")
+        if isinstance(per_class, Mapping):
+            combos = [_combination(c, names) for c in per_class]
+        elif attributes is not None:
+            if not isinstance(attributes, list) or not attributes:
+                raise GenerateError("attributes must be a non-empty list of combinations, e.g. [[Eyeglasses],[]]")
+            combos = [_combination(c, names) for c in attributes]
+        elif k <= MAX_DEFAULT_COMBINATION_ATTRIBUTES:
+            combos = [[float(b) for b in bits] for bits in product((0, 1), repeat=k)]
+        else:
+            raise GenerateError(f"the checkpoint has {k} attributes ({2 ** k} combinations); choose some with "
+                                "attributes=[[A],[A,B],[]]")
+        cnames = [combination_name(v, names) for v in combos]
+        if len(set(cnames)) != len(cnames):
+            raise GenerateError("an attribute combination is requested twice")
+        groups = [Group(n, f, v) for n, f, v in zip(cnames, folder_names(cnames), combos)]
+
+    if isinstance(per_class, Mapping):
+        for g, n in zip(groups, per_class.values()):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise GenerateError(f"per_class counts must be integers >= 0, got {n!r} for {g.name!r}")
+            g.count = int(n)
+    elif per_class is not None:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise GenerateError(f"per_class must be an integer >= 1 or a mapping {{class: count}}, got {per_class!r}")
+        for g in groups:
+            g.count = per_class
+    else:
+        if balance == "data":
+            counts = info.get("label_counts") or {}
+            if not counts:
+                raise GenerateError("balance=data needs the training label counts, which this checkpoint does not "
+                                    "store (written before ganlab stored them); use balance=uniform")
+            weights = [float(counts.get(g.name, 0)) for g in groups]
+        else:
+            weights = [1.0] * len(groups)
+        for g, n in zip(groups, split_counts(num_images, weights)):
+            g.count = n
+    if sum(g.count for g in groups) < 1:
+        raise GenerateError("nothing to generate: every count is 0")
+    return groups
+
+
+# -- noise and files -----------------------------------------------------------------------------------
+def latent(seed: int, index: int, z_dim: int) -> torch.Tensor:
+    """The noise of image ``index``: depends on ``(seed, index)`` only."""
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randn(z_dim, generator=g)
+
+
+def _encode(img: np.ndarray, fmt: str, quality: int) -> bytes:
+    from PIL import Image
+
+    arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+    buf = io.BytesIO()
+    kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half-written ``path``."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def prepare_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise GenerateError(f"out={out} exists and is not a folder")
+    entries = os.listdir(out) if os.path.isdir(out) else []
+    if entries and not overwrite:
+        raise GenerateError(f"out={out} is not empty ({len(entries)} entries); pass overwrite=true to replace a "
+                            "previous ganlab.generate output there, or choose an empty folder")
+    manifest = os.path.join(out, "manifest.json")
+    if entries and os.path.isfile(manifest):  # overwrite: remove the previous run's own files only
+        try:
+            with open(manifest) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = {}
+        root = os.path.realpath(out)
+        for row in old.get("images", []):
+            p = os.path.realpath(os.path.join(out, str(row.get("file", ""))))
+            if p.startswith(root + os.sep) and os.path.isfile(p):
+                os.remove(p)
+        for name in ("manifest.json", "manifest.csv"):
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        for dirpath, dirnames, filenames in os.walk(out, topdown=False):
+            if dirpath != out and not os.listdir(dirpath):
+                os.rmdir(dirpath)
+    os.makedirs(out, exist_ok=True)
+
+
+def _device(name: str) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(name))
+    except RuntimeError as err:
+        raise GenerateError(f"device={name!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GenerateError(f"device={name} but CUDA is not available; use device=cpu")
+    return dev
+
+
+# -- the job ----------------------------------------------------------------------------------------------
+def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
+    """Everything ``python -m ganlab.generate`` does; returns the manifest (also written to out/)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(dict(cfg))
+    ckpt_path, out = cfg.get("ckpt"), cfg.get("out")
+    if not ckpt_path:
+        raise GenerateError("ckpt=PATH is required (a checkpoint written by python -m ganlab.train)")
+    if not out:
+        raise GenerateError("out=DIR is required (the folder to write the data set into)")
+    if not os.path.isfile(str(ckpt_path)):
+        raise GenerateError(f"ckpt={ckpt_path}: no such file")
+    fmt_name = str(cfg.get("format", "png")).lower()
+    if fmt_name not in FORMATS:
+        raise GenerateError(f"format must be one of {', '.join(FORMATS)}, got {cfg.get('format')!r}")
+    fmt, ext = FORMATS[fmt_name], "jpg" if fmt_name == "jpeg" else fmt_name
+    seed = _int_arg(cfg, "seed", minimum=0) or 0
+    batch_size = _int_arg(cfg, "batch_size") or 256
+    device = _device(cfg.get("device", "auto"))
+
+    try:
+        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise GenerateError(f"ckpt={ckpt_path} could not be read as a checkpoint: {err}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not (ckpt.get("ganlab") or {}).get("model_config"):
+        raise GenerateError(f"ckpt={ckpt_path} is not a ganlab.train checkpoint (no ganlab model config inside)")
+    from ganlab.models import load_gan
+
+    model = load_gan(str(ckpt_path)).to(device)
+    info = checkpoint_label_info(ckpt, model)
+    groups = plan_groups(cfg, info)  # validates the request before anything is written
+    prepare_out(str(out), bool(cfg.get("overwrite", False)))
+
+    ema = bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None
+    total = sum(g.count for g in groups)
+    width = max(6, len(str(total - 1)))
+    kind = info.get("label_kind")
+    jobs: list[tuple[int, Group]] = []
+    for g in groups:
+        jobs += [(len(jobs) + j, g) for j in range(g.count)]
+    for g in groups:
+        if g.count:
+            os.makedirs(os.path.join(str(out), g.folder), exist_ok=True)
+
+    rows: list[dict[str, Any]] = []
+    quality = int(cfg.get("jpeg_quality", 95))
+    from ganlab.images import to_uint8
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("ganlab.generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        disable=not bool(cfg.get("progress", True)))
+    with progress:
+        task = progress.add_task("images", total=total)
+        for s in range(0, total, batch_size):
+            chunk = jobs[s : s + batch_size]
+            z = torch.stack([latent(seed, i, model.z_dim) for i, _ in chunk]).to(device)
+            labels = None
+            if kind == "class":
+                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.long, device=device)
+            elif kind == "multi_hot":
+                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.float32, device=device)
+            images = to_uint8(model.sample(z, labels, ema=ema)).cpu().numpy()
+            for (i, g), img in zip(chunk, images):
+                rel = f"{g.folder}/{i:0{width}d}.{ext}" if g.folder else f"{i:0{width}d}.{ext}"
+                write_atomic(os.path.join(str(out), rel), _encode(img, fmt, quality))
+                row: dict[str, Any] = {"file": rel, "latent_index": i, "seed": seed}
+                if kind == "class":
+                    row.update({"class": g.name, "class_index": g.label})
+                elif kind == "multi_hot":
+                    row.update({"combination": g.name,
+                                "attributes": {a: int(v) for a, v in zip(info["class_names"], g.label)}})
+                rows.append(row)
+            progress.advance(task, len(chunk))
+
+    manifest: dict[str, Any] = {
+        "ganlab_version": ganlab.__version__,
+        "checkpoint": {"path": os.path.abspath(str(ckpt_path)), "sha256": sha256_file(str(ckpt_path)),
+                       "generator_step": int(getattr(model, "generator_step", -1))},
+        "generator": "ema" if ema else "raw",
+        "seed": seed,
+        "noise": "z_i = torch.randn(z_dim) from a torch.Generator seeded by numpy SeedSequence([seed, i]) "
+                 "(i = latent_index)",
+        "layout": {"class": "class_folders", "multi_hot": "attribute_combination_folders"}.get(kind, "flat"),
+        "label_kind": kind,
+        "class_names": list(info["class_names"]),
+        "counts": {(g.folder or "."): g.count for g in groups},
+        "class_folders": {g.name: g.folder for g in groups} if kind else {},
+        "num_images": total,
+        "image_shape": [int(model.generator.channels), int(model.generator.resolution),
+                        int(model.generator.resolution)],
+        "format": ext,
+        "config": {k: _plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")},
+        "model_config": ckpt["ganlab"].get("model_config"),
+        "data_config": (ckpt.get("ganlab_data") or {}).get("data_config"),
+        "training_label_counts": info.get("label_counts") or {},
+        "images": rows,
+    }
+    write_atomic(os.path.join(str(out), "manifest.csv"), _manifest_csv(rows, kind, info["class_names"]))
+    write_atomic(os.path.join(str(out), "manifest.json"),
+                 json.dumps(manifest, indent=1, sort_keys=False, default=str).encode())
+    return manifest
+
+
+def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if kind == "class":
+        w.writerow(["file", "class", "class_index", "seed", "latent_index"])
+        w.writerows([r["file"], r["class"], r["class_index"], r["seed"], r["latent_index"]] for r in rows)
+    elif kind == "multi_hot":
+        w.writerow(["file", "combination", *names, "seed", "latent_index"])
+        w.writerows([r["file"], r["combination"], *r["attributes"].values(), r["seed"], r["latent_index"]]
+                    for r in rows)
+    else:
+        w.writerow(["file", "seed", "latent_index"])
+        w.writerows([r["file"], r["seed"], r["latent_index"]] for r in rows)
+    return buf.getvalue().encode()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    try:
+        manifest = generate(cfg)
+    except GenerateError as err:
+        print(f"ganlab.generate: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {manifest['num_images']} images to {os.path.abspath(str(cfg.out))}")
+    for folder, n in manifest["counts"].items():
+        print(f"  {folder}: {n}")
+    print(f"manifest: {os.path.join(os.path.abspath(str(cfg.out)), 'manifest.json')}")
+
+
+if __name__ == "__main__":
+    main()
