@@ -14,6 +14,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import ganlab  # noqa: F401  (registers the config resolvers)
+from ganlab.callbacks.run_metadata import RunMetadata
 from ganlab.models.gan import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -44,32 +45,6 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return metrics, trainer
 
-
-class RunMetadata(L.Callback):
-    """Label bookkeeping for conditional GANs (added by :func:`train` to every run).
-
-    ``setup`` (after the datamodule's) checks that the model's ``num_classes``/``label_kind``
-    match the data's labels; every checkpoint then gets ``checkpoint["ganlab_data"]``:
-    ``{"data_config", "class_names", "label_kind", "num_classes", "label_counts", "fingerprint"}``.
-    (The GAN module's own ``checkpoint["ganlab"]`` is written after the callbacks', so this is a
-    separate key.)
-    """
-
-    def __init__(self, data_config: dict | None) -> None:
-        self.data_config = data_config
-        self.meta: dict[str, Any] = {"data_config": data_config}
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        from ganlab.conditional import check_label_spec, label_metadata
-
-        dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "label_kind"):
-            return
-        check_label_spec(pl_module, dm)
-        self.meta = {"data_config": self.data_config, **label_metadata(dm)}
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ganlab_data"] = self.meta
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
