@@ -120,6 +120,8 @@ class DCGANDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.to_logit = nn.Conv2d(in_ch, 1, s, 1, 0)
         dcgan_init(self)
+        if hasattr(self, "project"):  # N(0, 1) embeddings would saturate D at the first step
+            nn.init.normal_(self.project.embed.weight, 0.0, 0.02)
         if spectral_norm:
             apply_spectral_norm(self)
 

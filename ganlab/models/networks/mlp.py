@@ -90,6 +90,8 @@ class MLPDiscriminator(nn.Module):
         self.body = _mlp([in_dim, *hidden], norm, dropout)
         self.to_logit = nn.Linear(hidden[-1], 1)
         dcgan_init(self)
+        if hasattr(self, "project"):  # N(0, 1) embeddings would saturate D at the first step
+            nn.init.normal_(self.project.embed.weight, 0.0, 0.02)
         if spectral_norm:
             apply_spectral_norm(self)
 
