@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from torchvision.utils import make_grid
+from ganlab.callbacks.samples import save_grid
 
 from ganlab.callbacks.loggers import log_image
 from ganlab.images import to_uint8
@@ -104,14 +104,9 @@ class LoggerExtras(L.Callback):
             else:
                 labels = torch.full((n,), c, dtype=torch.long)
             images = to_uint8(pl_module.sample(z, labels.to(pl_module.device))).cpu()
-            grid = make_grid(images, nrow=nrow, padding=2, pad_value=0)
             name = names[c] if c < len(names) else str(c)
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
-            out = self.run_dir / "samples" / "classes" / f"{c:02d}_{safe}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            from PIL import Image
-
-            Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out)
+            grid = save_grid(images, self.run_dir / "samples" / "classes" / f"{c:02d}_{safe}.png", nrow)
             log_image(trainer, f"samples/class/{safe}", grid, step, caption=f"{name}, generator step {step}")
 
     # -- wandb runs end with the fit -----------------------------------------------------------
