@@ -92,6 +92,9 @@ class StudyApp:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # one writer at a time inside this process: SQLite's own busy handler would make competing
+        # writers sleep with back-off (long tail latencies); a lock just queues them
+        self.write_lock = threading.Lock()
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
@@ -109,6 +112,12 @@ class StudyApp:
 
     async def in_db(self, fn: Callable[..., Any], *args) -> Any:
         return await run_in_threadpool(lambda: fn(self.conn(), *args))
+
+    async def write(self, fn: Callable[..., Any], *args) -> Any:
+        def locked():
+            with self.write_lock:
+                return fn(self.conn(), *args)
+        return await run_in_threadpool(locked)
 
 
 # -- request validation ----------------------------------------------------------------------------
@@ -182,7 +191,7 @@ def create_app(db_path: str, allowed_hosts: list[str] | None = None) -> Starlett
 
     async def new_rater(request: Request) -> Response:
         await json_body(request, {})
-        rater, token = await study.in_db(db.create_rater, s, study.pools)
+        rater, token = await study.write(db.create_rater, s, study.pools)
         return JSONResponse({"rater": rater, "token": token})
 
     async def resume(request: Request) -> Response:
@@ -228,7 +237,7 @@ def create_app(db_path: str, allowed_hosts: list[str] | None = None) -> Starlett
             raise Refused(400, "position out of range")
         if data["rt_ms"] is not None and not 0 <= data["rt_ms"] <= MAX_RT_MS:
             raise Refused(400, "rt_ms out of range")
-        return JSONResponse(await study.in_db(_answer, data, token))
+        return JSONResponse(await study.write(_answer, data, token))
 
     routes = [
         Route("/", index, methods=["GET"]),
