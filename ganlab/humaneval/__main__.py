@@ -1,0 +1,3 @@
+from ganlab.humaneval.cli import main
+
+main()
