@@ -6,7 +6,8 @@ image D sees, reals and fakes, in the D step, the G step and the regularizers.
   probability ``p`` follows the overfitting signal ``r_t = E[sign(D(real))]``.
 """
 
+from ganlab.models.augment.ada import AdaptiveAugment
 from ganlab.models.augment.base import Augmentation
 from ganlab.models.augment.diffaugment import DiffAugment
 
-__all__ = ["Augmentation", "DiffAugment"]
+__all__ = ["AdaptiveAugment", "Augmentation", "DiffAugment"]
