@@ -120,6 +120,8 @@ ALL_ADA_OPS = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac",
 def test_ada_at_p0_is_the_identity_and_at_p1_changes_every_image(channels):
     x = images(n=16, c=channels)
     assert torch.equal(AdaptiveAugment(p=0.0)(x), x)
+    # every transform drawn but none applied: the pipeline runs and passes every image through exactly
+    assert torch.equal(AdaptiveAugment(p=1.0, **{k: 0.0 for k in ALL_ADA_OPS})(x), x)
     y = AdaptiveAugment(p=1.0)(x)
     assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all()
     assert not (y == x).flatten(1).all(1).any()
@@ -255,12 +257,19 @@ def test_diffaug_trains_every_model(tiny_cfg, model):
                    for lab in labels_seen)
 
 
-def test_ada_at_fixed_p0_trains_bit_identically_to_no_augmentation(tiny_cfg):
-    """ADA's own random stream leaves the global one alone, so p = 0 changes nothing at all."""
+NO_OPS = [f"model.augment.{k}=0" for k in ALL_ADA_OPS]
+
+
+@pytest.mark.parametrize("ada", [["model.augment.target=null"], ["model.augment.p=1", *NO_OPS]],
+                         ids=["p0-fixed", "p1-every-transform-off"])
+def test_ada_at_p0_trains_bit_identically_to_no_augmentation(tiny_cfg, ada):
+    """ADA's own random stream leaves the global one alone, so p = 0 changes nothing at all (on
+    CPU the pipeline is skipped at p = 0; with every transform's multiplier at 0 it runs and
+    passes the images through, as it does on a GPU at p = 0)."""
     base = ["model/loss=r1", "model.instance_noise=0.1", "generator_steps=3", *QUIET]
     _, trainer = train(tiny_cfg(*base))
     a = state(trainer.lightning_module)
-    _, trainer = train(tiny_cfg(*base, "model/augment=ada", "model.augment.target=null"))
+    _, trainer = train(tiny_cfg(*base, "model/augment=ada", *ada))
     b = state(trainer.lightning_module)
     ada_keys = {k for k in b if k.startswith("augment.")}
     assert ada_keys == {"augment.p", "augment.r_t", "augment.accumulator", "augment._extra_state"}
@@ -307,3 +316,57 @@ def test_ada_p_and_r_t_reach_the_loggers_and_the_loss_plot(tiny_cfg, tmp_path):
     assert Image.open(tmp_path / "run" / "losses.png").size[1] == 900  # a third panel for p and r_t
     logged = [r for r in csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")) if r.get("aug/p")]
     assert [float(r["aug/p"]) for r in logged] == pytest.approx(p)
+
+
+@pytest.mark.slow
+def test_ddp_all_reduces_ada_and_lecam(tmp_path):
+    """2 CPU ranks (gloo): ADA's accumulator counts both ranks' reals (32 per D step, not 16),
+    and p, r_t and LeCam's EMAs are the same on both ranks."""
+    from test_ddp import run_ddp
+
+    proc = run_ddp(tmp_path, "model/augment=ada", "model.augment.interval=3", "model.augment.speed_images=100",
+                   "model/lecam=default", "model.lecam.start=0")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / "probe" / f"rank{r}.pt")["state"] for r in (0, 1))
+    # 4 D steps, interval 3: one adjustment done (p moved by 3 * 32 / 100), one step accumulated
+    assert r0["augment.accumulator"][1:].tolist() == [32.0, 1.0]
+    assert r0["augment.p"].item() in (0.0, pytest.approx(0.96))
+    for k in ("augment.p", "augment.r_t", "augment.accumulator", "lecam.ema_real", "lecam.ema_fake"):
+        assert torch.equal(r0[k], r1[k]), k
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augmentation_on_cuda_runs_on_the_device_without_host_syncs():
+    from ganlab.models.regularizers import LeCam
+
+    x = images(n=32).cuda().requires_grad_()
+    lecam = LeCam(start=0).cuda()
+    for aug in (DiffAugment().cuda(), AdaptiveAugment(p=0.5).cuda()):
+        aug(x)  # the first call creates the device's random stream
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any host round trip now raises
+        try:
+            y = aug(x)
+            stats = aug.update(torch.randn(32, device="cuda"))
+            d = y.flatten(1).mean(1)
+            (d.sum() + lecam(None, None, None, None, 0, d_real=d, d_fake=-d)).backward()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        assert y.device.type == "cuda" and all(v.device.type == "cuda" for v in stats.values())
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        x.grad = None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("augment", ["diffaug", "ada"])
+def test_augmentation_trains_on_cuda_with_bf16(tiny_cfg, augment):
+    cfg = tiny_cfg("trainer=gpu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", f"model/augment={augment}",
+                   "model/lecam=default", "generator_steps=4", *QUIET)
+    metrics, trainer = train(cfg)
+    gan = trainer.lightning_module
+    assert gan.device.type == "cuda" and gan.generator_step == 4
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    if augment == "ada":
+        assert gan.augment.p.device.type == "cuda"

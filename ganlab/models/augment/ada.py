@@ -98,6 +98,8 @@ class AdaptiveAugment(Augmentation):
 
     # -- the pipeline -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and not self.p > 0:  # reading p is free on CPU (no device queue)
+            return x
         gen = self.random_generator(x.device)
         with torch.autocast(x.device.type, enabled=False):  # grid_sample in float32, also under bf16 AMP
             x = self._geometric(x, gen)
