@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -125,8 +126,9 @@ def save_atomic(obj: Any, path: str | os.PathLike, *, write: Callable[[Any, Any]
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(err, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {err.strerror or err} "
+        cause = err if isinstance(err, OSError) else err.__context__  # torch wraps a failed write
+        if isinstance(cause, OSError):
+            raise CheckpointError(f"could not write checkpoint {path}: {cause.strerror or cause} "
                                   "(the previous file of that name, if any, is intact)") from err
         raise
     fsync_dir(folder)
@@ -195,9 +197,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, trust
         ckpt = torch.load(source, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as err:
         text = str(err)
-        if "Unsupported global" in text or "Unsupported class" in text:
-            what = text.split("Unsupported global:", 1)[-1].split("was not an allowed global")[0].strip()
-            what = what.split("\n")[0].strip() or "an object outside the allowlist"
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            what = f"`{found.group(1)}`"
             raise CheckpointError(
                 f"refusing to load checkpoint {path}: it asks to build {what}, which is not one of the plain types "
                 f"ganlab checkpoints hold (a pickle payload, or a file written by other code); nothing in it was "
