@@ -121,6 +121,12 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
 
     want_logits = "is" in groups_run
     fake = features_of_batches(source.batches(int(cfg.batch_size)), extractor, logits=want_logits)
+    skipped_files = getattr(source, "skipped", None)
+    if skipped_files:
+        inputs["skipped_files"] = len(skipped_files)
+        inputs["skipped_examples"] = dict(list(skipped_files.items())[:10])
+        warnings.warn(f"{cfg.fake_dir}: skipped {len(skipped_files)} unreadable image(s), e.g. "
+                      f"{next(iter(skipped_files))}: {next(iter(skipped_files.values()))}")
     t1 = time.perf_counter()
     kw = {k: cfg[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood") if k in cfg}
     values = compute_metrics(ref.features, fake.features, groups_run, real_fid_stats=ref.fid_stats,
