@@ -3,7 +3,8 @@ with Hydra, build datamodule, GAN, callbacks, loggers and trainer, fit (optional
 from ``ckpt_path``: a file, a run folder or ``auto``, see :func:`ganlab.checkpoints.resolve_ckpt_path`),
 and return ``optimized_metric`` for sweepers.
 
-Exit codes: 0 done; 1 non-finite loss (single runs); 128+N stopped by signal N after saving
+Exit codes: 0 done; 1 non-finite loss (single runs); 2 a checkpoint that cannot be read or
+written, or no disk space for the image cache (one message); 128+N stopped by signal N after saving
 ``last.ckpt`` (143 SIGTERM, 130 SIGINT, 138 SIGUSR1, 140 SIGUSR2).
 """
 
@@ -22,6 +23,7 @@ import ganlab  # noqa: F401  (registers the config resolvers)
 from ganlab import signals
 from ganlab.callbacks.run_metadata import RunMetadata
 from ganlab.checkpoints import CheckpointError, resolve_ckpt_path
+from ganlab.data.build import CacheSpaceError
 from ganlab.models.gan import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def main(cfg: DictConfig) -> float | None:
         signum = getattr(err, "signum", None) or signals.requested() or 2
         log.error("stopped by %s before training started", signal.Signals(signum).name)
         signals.finish(signum)
-    except CheckpointError as err:
+    except (CheckpointError, CacheSpaceError) as err:  # disk full, damaged or refused checkpoint: one line
         log.error("%s", err)
         sys.exit(2)
     except NonFiniteLossError as err:

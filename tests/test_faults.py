@@ -217,3 +217,90 @@ def test_save_atomic_cleans_up_after_an_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         save_atomic({"a": 2}, target, write=boom)
     assert load_checkpoint(target) == {"a": 1} and os.listdir(tmp_path) == ["x.ckpt"]
+
+
+RSS_SCRIPT = r'''
+import resource, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from conftest import compose_cfg
+from ganlab.data.datamodule import GANDataModule
+from ganlab.data.prepared import PreparedData
+from ganlab.metrics.classifier import train_classifier
+from ganlab.metrics.reference import reference_features
+from ganlab.train import train
+import torch
+
+tmp = Path(sys.argv[1])
+n = 60000  # 60,000 x 3 x 64 x 64 uint8 = 737 MB, a sparse file: no disk used, no page read unless asked
+np.lib.format.open_memmap(tmp / "big.npy", mode="w+", dtype=np.uint8, shape=(n, 3, 64, 64)).flush()
+images = np.load(tmp / "big.npy", mmap_mode="r")
+labels = (np.arange(n)[:, None] % np.array([2, 3, 5]) == 0).astype(np.float32)
+prepared = PreparedData(images, labels, "multi_hot", ["a", "b", "c"], {"train": np.arange(n)}, "big" * 8, {})
+GANDataModule._prepare = lambda self, progress=True: prepared
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cfg = compose_cfg(tmp, "model=cgan", "model.generator.base_width=8", "model.discriminator.base_width=8",
+                  "model.generator.z_dim=16", "model.generator.num_classes=3", "model.generator.label_kind=multi_hot",
+                  "data.resolution=64", "generator_steps=3", "checkpoint_every=2", "sample_every=2",
+                  "callbacks=[model_checkpoint,sample_grid]", "logger=[]", "++trainer.enable_progress_bar=false")
+_, trainer = train(cfg)
+dm = trainer.datamodule
+class Extractor:
+    def describe(self):
+        return {"extractor_id": "mean", "weights_sha256": "0"}
+    def extract(self, x, batch_size=None):
+        return torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(len(x), 3, -1).mean(2)).repeat(1, 683)[:, :2048]
+reference_features(lambda: dm.split_images(), fingerprint="big", split="train", extractor=Extractor(), n_real=512,
+                   cache_dir=str(tmp / "ref"))
+train_classifier(dm.split_images(), dm.split_labels(), num_classes=3, label_kind="multi_hot", steps=3, batch_size=64)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("RSS_MB", round(base / 1024), round(peak / 1024))
+'''
+
+
+def test_rss_stays_bounded_on_a_large_memmap(tmp_path):
+    """Training (sample grid included), reference features and the label classifier on a 737 MB
+    memory-mapped split: peak RSS grows by far less than the split (a full copy would add 737 MB)."""
+    (tmp_path / "rss.py").write_text(RSS_SCRIPT)
+    env = {**os.environ, "GANLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, str(tmp_path / "rss.py"), str(tmp_path), str(REPO / "tests")],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RSS_MB")), None)
+    assert line, p.stdout[-2000:] + p.stderr[-3000:]
+    base, peak = map(int, line.split()[1:])
+    assert peak - base < 250, f"peak RSS {peak} MB, {peak - base} MB above the {base} MB after imports"
+
+
+NAN_PROBE = '''
+import lightning as L
+
+class NaNOnRank1(L.Callback):
+    """Rank 1's generator loss alone is NaN at generator step 3 (rank 0's is finite there: its D and G
+    losses are computed before the gradient all-reduce that carries the NaN over)."""
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == 1 and pl_module.generator_step == 2:
+            g = pl_module.loss.generator
+            pl_module.loss.generator = lambda *a, **k: g(*a, **k) * float("nan")
+'''
+
+
+@pytest.mark.slow
+def test_ddp_non_finite_on_one_rank_stops_every_rank(tmp_path):
+    """2 gloo processes; a non-finite loss on rank 1 only: both ranks stop after the same step with
+    exit code 1 (rank 0 names 'another rank's' loss), no hang, last.ckpt from step 2 intact."""
+    from test_ddp import DDP_CPU, TINY as DDP_TINY
+
+    (tmp_path / "nan_probe.py").write_text(NAN_PROBE)
+    env = {**os.environ, "GANLAB_CACHE": str(tmp_path / "cache"), "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-m", "ganlab.train", f"hydra.run.dir={tmp_path / 'run'}", f"paths.root_dir={tmp_path}",
+           *DDP_TINY, *DDP_CPU, "checkpoint_every=2", "callbacks.logger_extras=null",
+           "+callbacks.nan._target_=nan_probe.NaNOnRank1"]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out[-4000:]
+    assert "non-finite another rank's loss (nan) at generator step 3" in out, out[-4000:]  # rank 0
+    assert "non-finite generator loss (nan) at generator step 3" in out  # rank 1
+    assert time.time() - t0 < 200
+    assert load_gan(tmp_path / "run" / "checkpoints" / "last.ckpt").generator_step == 2

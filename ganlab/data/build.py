@@ -109,6 +109,9 @@ def _progress(enabled: bool, description: str, total: int):
 class CacheSpaceError(OSError):
     """The disk cannot hold the image cache: raised before any row is written."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def open_reserved(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """A new uint8 ``.npy`` memmap whose blocks are allocated up front (``posix_fallocate``).
