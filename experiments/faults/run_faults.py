@@ -81,15 +81,18 @@ def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int
     raise RuntimeError(f"{run}: did not finish after {limit} resumes:\n{p.stderr[-2000:]}")
 
 
-def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, delay: float) -> dict:
+def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, delay: float, nth_write: int = 1) -> dict:
     proc = subprocess.Popen(train_cmd(run, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env(tmpdir, cache), cwd=REPO)
     t0 = time.time()
     ckdir = run / "checkpoints"
     mid_write = False
-    if mode == "during_write":
-        while proc.poll() is None and time.time() - t0 < 120:
-            if ckdir.is_dir() and any(".tmp-" in n for n in os.listdir(ckdir)):
+    if mode == "during_write":  # kill while the nth_write-th checkpoint temp file exists
+        seen: set[str] = set()
+        while proc.poll() is None and time.time() - t0 < 240:
+            names = [n for n in os.listdir(ckdir) if ".tmp-" in n] if ckdir.is_dir() else []
+            seen.update(names)
+            if names and len(seen) >= nth_write:
                 mid_write = True
                 break
     else:
@@ -117,8 +120,9 @@ def training_trials(args, work: Path, reference: dict, cache: Path, total_s: flo
         run = work / f"trial{i:02d}"
         shutil.rmtree(run, ignore_errors=True)
         delay = rng.uniform(0.5, total_s)
-        row = {"trial": i, "kill": mode, "tmpdir": tmp_fs, "delay_s": round(delay, 2) if mode == "random_time" else None,
-               **kill_training(run, cache, tmpdir, mode, delay)}
+        nth = rng.randint(1, 2 * (STEPS // EVERY))  # 7 periodic saves write gstep_* and last.ckpt each
+        row = {"trial": i, "kill": mode if mode == "random_time" else f"during checkpoint write #{nth}",
+               "tmpdir": tmp_fs, **kill_training(run, cache, tmpdir, mode, delay, nth)}
         launches, skipped = run_to_end(run, cache, tmpdir)
         row["resumed_from"] = _resume_point(run)
         row["launches_to_finish"] = launches
