@@ -76,7 +76,8 @@ def main(cfg: DictConfig) -> float | None:
         metrics, _ = train(cfg)
     except (signals.StopRequested, KeyboardInterrupt) as err:
         signum = getattr(err, "signum", None) or signals.requested() or 2
-        log.error("stopped by %s before training started", signal.Signals(signum).name)
+        log.error("stopped by %s (a second signal, or one before training started): nothing saved from the "
+                  "current step", signal.Signals(signum).name)
         signals.finish(signum)
     except (CheckpointError, CacheSpaceError) as err:  # disk full, damaged or refused checkpoint: one line
         log.error("%s", err)
