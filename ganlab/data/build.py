@@ -63,13 +63,29 @@ def _context():
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: exit when the building process dies (``kill -9``). Otherwise an
+    orphaned worker (blocked on the task queue, whose other ends its siblings keep open) lives on
+    and keeps the cache lock it inherited, and the next build waits on that lock forever."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9 (Linux)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def _executor(workers: int):
     """A process pool (or ``None`` for in-process work) that cancels pending chunks on errors."""
     if workers == 0:
         yield None
         return
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_die_with_parent,
+                             initargs=(os.getpid(),))
     try:
         yield ex
     finally:
