@@ -335,7 +335,12 @@ def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
 def markdown(res: dict) -> str:
     t = res["training"]
     lines = ["# Fault-injection results", "", f"Command: `{res['command']}`  ", f"Measured: {res['when']}, "
-             f"{res['seconds']:.0f} s wall on the shared 2-core CPU.", "",
+             f"{res['seconds']:.0f} s wall on the shared 2-core CPU.", ""]
+    if "rerun_of_sections_2_4" in res:
+        r = res["rerun_of_sections_2_4"]
+        lines += [f"Sections after the training table rerun with `{r['command']}` at {r['when']} "
+                  f"({res.get('rerun_seconds', 0):.0f} s).", ""]
+    lines += [
              f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY})", "",
              "| # | kill | TMPDIR | killed at (s) | temp file at kill | resumed from | launches | identical | stray files |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -361,28 +366,37 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/ganlab-faults")
     ap.add_argument("--out", default=str(Path(__file__).parent))
+    ap.add_argument("--skip-training", action="store_true",
+                    help="rerun sections 2-4 only, keeping section 1 of an existing results.json")
     args = ap.parse_args()
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not args.skip_training:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
     t0 = time.time()
     ref_run = work / "reference"
-    subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache), cwd=REPO)
-    t1 = time.time()
-    subprocess.run(train_cmd(work / "timing", cache), check=True, capture_output=True, env=env(str(work), cache),
-                   cwd=REPO)
-    total_s = time.time() - t1  # one warm run: kills are drawn over its duration
-    reference = weights(ref_run / "checkpoints" / "last.ckpt")
+    out = Path(args.out)
     rng = random.Random(args.seed + 1)
-    res = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
-           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2)}
-    res["training"] = training_trials(args, work, reference, cache, total_s)
+    if args.skip_training:
+        res = json.loads((out / "results.json").read_text())
+        res["rerun_of_sections_2_4"] = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
+                                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    else:
+        subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache),
+                       cwd=REPO)
+        t1 = time.time()
+        subprocess.run(train_cmd(work / "timing", cache), check=True, capture_output=True,
+                       env=env(str(work), cache), cwd=REPO)
+        total_s = time.time() - t1  # one warm run: kills are drawn over its duration
+        reference = weights(ref_run / "checkpoints" / "last.ckpt")
+        res = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2)}
+        res["training"] = training_trials(args, work, reference, cache, total_s)
     res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
     res["disk_full"] = disk_full_trials(work, cache, ref_run)
     res["damaged"] = damaged_trials(work, cache, ref_run)
-    res["seconds"] = time.time() - t0
-    out = Path(args.out)
+    res["seconds" if not args.skip_training else "rerun_seconds"] = time.time() - t0
     (out / "results.json").write_text(json.dumps(res, indent=1))
     (out / "results.md").write_text(markdown(res))
     print(markdown(res))
