@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from typing import Any
@@ -53,6 +54,10 @@ def _data_config(cfg: DictConfig) -> DictConfig:
         if path is not None:
             run_cfg = OmegaConf.load(path)
             if run_cfg.get("data") is not None:
+                from ganlab.checkpoints import check_targets
+
+                if not cfg.get("trust_checkpoint", False):  # a run folder from elsewhere must not pick the code
+                    check_targets(OmegaConf.to_container(run_cfg.data), path=path, what="data config")
                 with open_dict(cfg):
                     cfg.data = run_cfg.data  # interpolations (paths.*) resolve against this config
                 log.info("data config taken from %s", path)
@@ -100,7 +105,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     if cfg.get("ckpt"):
         from ganlab.models import load_gan
 
-        model = load_gan(cfg.ckpt, map_location="cpu").to(device)
+        model = load_gan(cfg.ckpt, map_location="cpu", trust=bool(cfg.get("trust_checkpoint", False))).to(device)
         labels_pool = datamodule.split_labels(split) if int(getattr(model, "num_classes", 0) or 0) > 0 else None
         source = GanSamples.create(model, int(cfg.n_fake), seed=int(cfg.seed), labels_pool=labels_pool,
                                    ema=bool(cfg.get("ema", True)))
@@ -116,6 +121,12 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
 
     want_logits = "is" in groups_run
     fake = features_of_batches(source.batches(int(cfg.batch_size)), extractor, logits=want_logits)
+    skipped_files = getattr(source, "skipped", None)
+    if skipped_files:
+        inputs["skipped_files"] = len(skipped_files)
+        inputs["skipped_examples"] = dict(list(skipped_files.items())[:10])
+        warnings.warn(f"{cfg.fake_dir}: skipped {len(skipped_files)} unreadable image(s), e.g. "
+                      f"{next(iter(skipped_files))}: {next(iter(skipped_files.values()))}")
     t1 = time.perf_counter()
     kw = {k: cfg[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood") if k in cfg}
     values = compute_metrics(ref.features, fake.features, groups_run, real_fid_stats=ref.fid_stats,
@@ -142,7 +153,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
         if k > 0:
             order = np.argsort(d_fake, kind="stable")[:k]
             real_rows = ref.indices[nn_idx[order]]
-            reals = np.asarray(datamodule.split_images(split))[real_rows]
+            reals = np.asarray(datamodule.split_images(split)[real_rows])  # reads only those rows
             grid = save_pairs_grid(source.images([int(i) for i in order]), reals,
                                    os.path.join(out, "memorization_pairs.png"))
             mem["pairs_png"] = grid
@@ -177,10 +188,21 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    from ganlab import signals
+    from ganlab.checkpoints import CheckpointError
+
+    signals.install()  # a stop signal ends the job at once (exit 128+N); the feature cache is written atomically
     with open_dict(cfg):
         if not cfg.get("out"):
             cfg.out = cfg.paths.output_dir
-    result = evaluate(cfg)
+    try:
+        result = evaluate(cfg)
+    except CheckpointError as err:
+        print(f"ganlab.evaluate: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except signals.StopRequested as err:
+        print(f"ganlab.evaluate: {err}", file=sys.stderr)
+        sys.exit(128 + err.signum)
     for k, v in result["values"].items():
         print(f"{k}: {v:.6g}")
     print(f"report: {os.path.join(cfg.out, 'metrics.md')}")

@@ -24,10 +24,14 @@ Determinism: image ``i`` (its latent index, counted over the whole job in folder
 so the same checkpoint, seed and request give byte-identical files whatever ``batch_size``
 (on CPU; CUDA kernels may differ in the last bit between batch sizes).
 
-Safety: refuses a non-empty ``out`` unless ``overwrite=true`` (which first removes the files an
-earlier run listed in ``out/manifest.json``); every image is written to a temporary name in its
-folder and renamed (``os.replace``), so no half-written file ever carries a final name; the
-manifest is written last, so a folder without one is an interrupted run.
+Safety: the checkpoint is read once, with ``weights_only=True`` and the model config's
+``_target_`` checked (:mod:`ganlab.checkpoints`; ``trust_checkpoint=true`` for trusted files), and
+the manifest's sha256 is of exactly those bytes. Everything is written into a staging folder
+beside ``out`` (``.<out>.partial-<pid>``) and swapped in at the end, so ``out`` is at every
+moment either untouched or the complete new data set: a killed or signalled run leaves ``out``
+as it was, and the next run removes its staging folder (or completes an interrupted swap).
+A non-empty ``out`` is refused unless ``overwrite=true``, which replaces a previous
+``ganlab.generate`` output only (a folder with files its manifest does not list is refused).
 """
 
 from __future__ import annotations
@@ -249,32 +253,86 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def prepare_out(out: str, overwrite: bool) -> None:
+def _sibling(out: str, kind: str, pid: int | None = None) -> str:
+    parent, name = os.path.split(os.path.abspath(out))
+    return os.path.join(parent, f".{name}.{kind}-{os.getpid() if pid is None else pid}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def recover_out(out: str) -> None:
+    """Clean up after a killed run: drop its half-built folder, finish (or undo) an interrupted swap."""
+    import glob
+    import shutil
+
+    parent, name = os.path.split(os.path.abspath(out))
+    for kind in ("partial", "old"):
+        for p in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*"))):
+            pid = p.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not os.path.exists(out):
+                os.replace(p, out)  # killed between the two renames: the previous data set comes back
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def prepare_out(out: str, overwrite: bool) -> str:
+    """Validate ``out`` and return the empty staging folder beside it that the job writes into.
+
+    ``overwrite=true`` replaces a previous ``ganlab.generate`` output only: a folder without a
+    ``manifest.json``, or with files that manifest does not list, is refused (an atomic swap of
+    the folder could not keep them)."""
+    recover_out(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise GenerateError(f"out={out} exists and is not a folder")
     entries = os.listdir(out) if os.path.isdir(out) else []
     if entries and not overwrite:
         raise GenerateError(f"out={out} is not empty ({len(entries)} entries); pass overwrite=true to replace a "
                             "previous ganlab.generate output there, or choose an empty folder")
-    manifest = os.path.join(out, "manifest.json")
-    if entries and os.path.isfile(manifest):  # overwrite: remove the previous run's own files only
+    if entries:
         try:
-            with open(manifest) as f:
-                old = json.load(f)
-        except (OSError, ValueError):
-            old = {}
-        root = os.path.realpath(out)
-        for row in old.get("images", []):
-            p = os.path.realpath(os.path.join(out, str(row.get("file", ""))))
-            if p.startswith(root + os.sep) and os.path.isfile(p):
-                os.remove(p)
-        for name in ("manifest.json", "manifest.csv"):
-            if os.path.isfile(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
-        for dirpath, dirnames, filenames in os.walk(out, topdown=False):
-            if dirpath != out and not os.listdir(dirpath):
-                os.rmdir(dirpath)
-    os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "manifest.json")) as f:
+                listed = {os.path.normpath(str(r.get("file", ""))) for r in json.load(f).get("images", [])}
+        except (OSError, ValueError, AttributeError):
+            raise GenerateError(f"out={out} has no readable manifest.json, so it is not a ganlab.generate output; "
+                                "overwrite=true only replaces those: choose an empty folder") from None
+        foreign = [os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs]
+        foreign = sorted(f for f in foreign if f not in listed and f not in ("manifest.json", "manifest.csv"))
+        if foreign:
+            raise GenerateError(f"out={out} holds {len(foreign)} file(s) ganlab.generate did not write "
+                                f"({', '.join(foreign[:5])}); overwrite=true replaces the whole folder at once, so "
+                                "move them out first or choose another folder")
+    stage = _sibling(out, "partial")
+    os.makedirs(stage)
+    return stage
+
+
+def publish_out(stage: str, out: str) -> None:
+    """Swap the finished ``stage`` folder in as ``out`` (two renames; :func:`recover_out` completes a
+    swap that a kill interrupted), then delete the previous data set."""
+    import shutil
+
+    from ganlab.checkpoints import fsync_dir
+
+    old = None
+    if os.path.isdir(out) and os.listdir(out):
+        old = _sibling(out, "old")
+        os.replace(out, old)
+    elif os.path.isdir(out):
+        os.rmdir(out)
+    os.replace(stage, out)
+    fsync_dir(os.path.dirname(os.path.abspath(out)))
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _device(name: str) -> torch.device:
@@ -309,18 +367,38 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     batch_size = _int_arg(cfg, "batch_size") or 256
     device = _device(cfg.get("device", "auto"))
 
-    try:
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise GenerateError(f"ckpt={ckpt_path} could not be read as a checkpoint: {err}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not (ckpt.get("ganlab") or {}).get("model_config"):
-        raise GenerateError(f"ckpt={ckpt_path} is not a ganlab.train checkpoint (no ganlab model config inside)")
+    from ganlab.checkpoints import CheckpointError, load_checkpoint
     from ganlab.models import load_gan
 
-    model = load_gan(str(ckpt_path)).to(device)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    with open(str(ckpt_path), "rb") as f:  # read once: the sha256 is of exactly the bytes loaded
+        blob = f.read()
+    ckpt_sha256 = hashlib.sha256(blob).hexdigest()
+    try:
+        ckpt = load_checkpoint(str(ckpt_path), map_location="cpu", trust=trust, data=blob)
+        if "state_dict" not in ckpt or not (ckpt.get("ganlab") or {}).get("model_config"):
+            raise GenerateError(f"ckpt={ckpt_path} is not a ganlab.train checkpoint (no ganlab model config inside)")
+        model = load_gan(str(ckpt_path), trust=trust, checkpoint=ckpt).to(device)
+    except CheckpointError as err:
+        raise GenerateError(f"ckpt={ckpt_path}: {err}") from None
+    del blob
     info = checkpoint_label_info(ckpt, model)
     groups = plan_groups(cfg, info)  # validates the request before anything is written
-    prepare_out(str(out), bool(cfg.get("overwrite", False)))
+    final_out = str(out)
+    stage = prepare_out(final_out, bool(cfg.get("overwrite", False)))
+    try:  # everything is written beside the target, then swapped in (publish_out)
+        return _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, stage, final_out, fmt, ext,
+                          seed, batch_size, device)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, final_out, fmt, ext, seed, batch_size,
+               device) -> dict[str, Any]:
+    stage = out
 
     ema = bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None
     total = sum(g.count for g in groups)
@@ -365,7 +443,7 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
     manifest: dict[str, Any] = {
         "ganlab_version": ganlab.__version__,
-        "checkpoint": {"path": os.path.abspath(str(ckpt_path)), "sha256": sha256_file(str(ckpt_path)),
+        "checkpoint": {"path": os.path.abspath(str(ckpt_path)), "sha256": ckpt_sha256,
                        "generator_step": int(getattr(model, "generator_step", -1))},
         "generator": "ema" if ema else "raw",
         "seed": seed,
@@ -389,6 +467,7 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     write_atomic(os.path.join(str(out), "manifest.csv"), _manifest_csv(rows, kind, info["class_names"]))
     write_atomic(os.path.join(str(out), "manifest.json"),
                  json.dumps(manifest, indent=1, sort_keys=False, default=str).encode())
+    publish_out(stage, final_out)
     return manifest
 
 
@@ -410,11 +489,18 @@ def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> b
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
+    from ganlab import signals
+
+    signals.install()  # SIGTERM / SIGINT / SIGUSR1/2: drop the half-built folder and exit 128+N
     try:
         manifest = generate(cfg)
     except GenerateError as err:
         print(f"ganlab.generate: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except signals.StopRequested as err:
+        print(f"ganlab.generate: {err}; nothing was published (out is as before), rerun to generate",
+              file=sys.stderr)
+        sys.exit(128 + err.signum)
     print(f"wrote {manifest['num_images']} images to {os.path.abspath(str(cfg.out))}")
     for folder, n in manifest["counts"].items():
         print(f"  {folder}: {n}")

@@ -1,11 +1,17 @@
 """``python -m ganlab.train [experiment=NAME] [key=value ...]``: compose ``conf/train.yaml``
 with Hydra, build datamodule, GAN, callbacks, loggers and trainer, fit (optionally resuming
-from ``ckpt_path``), and return ``optimized_metric`` for sweepers.
+from ``ckpt_path``: a file, a run folder or ``auto``, see :func:`ganlab.checkpoints.resolve_ckpt_path`),
+and return ``optimized_metric`` for sweepers.
+
+Exit codes: 0 done; 1 non-finite loss (single runs); 2 a checkpoint that cannot be read or
+written, or no disk space for the image cache (one message); 128+N stopped by signal N after saving
+``last.ckpt`` (143 SIGTERM, 130 SIGINT, 138 SIGUSR1, 140 SIGUSR2).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -14,7 +20,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import ganlab  # noqa: F401  (registers the config resolvers)
+from ganlab import signals
 from ganlab.callbacks.run_metadata import RunMetadata
+from ganlab.checkpoints import CheckpointError, resolve_ckpt_path
+from ganlab.data.build import CacheSpaceError
 from ganlab.models.gan import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -28,7 +37,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict[str, float], L.Trainer]:
-    """Fit one run; returns the final logged metrics and the trainer."""
+    """Fit one run; returns the final logged metrics and the trainer (``signals.requested()`` tells
+    whether a stop signal ended it early)."""
+    signals.reset()
+    signals.install()  # until training starts a signal stops at once (cache build, setup)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, trust=bool(cfg.get("trust_checkpoint")))
     L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
@@ -41,7 +54,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return metrics, trainer
 
@@ -51,8 +64,9 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
+    if name not in metrics:  # e.g. metrics turned off: the run itself succeeded
+        log.warning("optimized_metric %r was not logged (logged: %s); returning nothing", name, sorted(metrics))
+        return None
     return metrics[name]
 
 
@@ -60,6 +74,14 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)
+    except (signals.StopRequested, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", None) or signals.requested() or 2
+        log.error("stopped by %s (a second signal, or one before training started): nothing saved from the "
+                  "current step", signal.Signals(signum).name)
+        signals.finish(signum)
+    except (CheckpointError, CacheSpaceError) as err:  # disk full, damaged or refused checkpoint: one line
+        log.error("%s", err)
+        sys.exit(2)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
         # [sweeps] in a multirun, a diverged job must not end the whole sweep (sys.exit would):
@@ -73,6 +95,8 @@ def main(cfg: DictConfig) -> float | None:
             direction = str(HydraConfig.get().sweeper.get("direction", "minimize"))
             return float("-inf") if direction.endswith("maximize") else float("inf")
         sys.exit(1)
+    if signals.requested() is not None:
+        signals.finish(signals.requested())  # last.ckpt was written; chain to submitit / exit 128+N
     return optimized_value(cfg, metrics)
 
 

@@ -53,3 +53,31 @@ def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     assert trainer.lightning_module.generator_step == 1
     assert all(v == v for v in metrics.values())  # no NaN
     OmegaConf.resolve(cfg)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_resumes(name, roots, tmp_path, make_cfg):
+    """1 generator step with a checkpoint, then ckpt_path=auto to step 2: every experiment's
+    checkpoint (labelled ones included) loads with weights_only=True and resumes."""
+    from ganlab.checkpoints import load_checkpoint
+
+    source = make_cfg(tmp_path, f"experiment={name}", tiny=False).data.source
+    base = [f"experiment={name}", "trainer.accelerator=cpu", "data.batch_size=8", "logger=[]",
+            "callbacks=[model_checkpoint]", "trainer.enable_progress_bar=false", "checkpoint_every=1",
+            "++trainer.enable_model_summary=false"]
+    if roots[source] is not None:
+        base.append(f"data.root={roots[source]}")
+
+    def cfg(*extra):
+        c = make_cfg(tmp_path, *base, *extra, tiny=False)
+        if "max_images" in c.data:
+            c.data.max_images = None
+        if OmegaConf.is_missing(c.model.generator, "num_classes"):
+            c.model.generator.num_classes = 2
+        return c
+
+    train(cfg("generator_steps=1"))
+    _, trainer = train(cfg("generator_steps=2", "ckpt_path=auto"))
+    assert trainer.lightning_module.generator_step == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert ckpt["ganlab"]["generator_step"] == 2

@@ -121,13 +121,17 @@ def test_unconditional_is_flat(ckpts, tmp_path):
 def test_refuses_to_overwrite_and_overwrite_replaces_own_files(ckpts, tmp_path):
     out = tmp_path / "o"
     run(ckpts["class"], out, num_images=20)
-    (out / "notes.txt").write_text("mine")
     with pytest.raises(GenerateError, match="not empty.*overwrite=true"):
         run(ckpts["class"], out, num_images=3)
+    (out / "notes.txt").write_text("mine")  # a file ganlab did not write: overwrite refuses to drop it
+    with pytest.raises(GenerateError, match="did not write.*notes.txt"):
+        run(ckpts["class"], out, num_images=3, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.rglob("*.png"))) == 20
+    (out / "notes.txt").unlink()
     run(ckpts["class"], out, num_images=3, overwrite=True)
     pngs = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert pngs == ["Pullover/000002.png", "T-shirt_top/000000.png", "Trouser/000001.png"]
-    assert (out / "notes.txt").read_text() == "mine"  # files ganlab did not write are kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no staging / backup folder left beside it
 
 
 def test_never_leaves_a_half_written_file(ckpts, tmp_path, monkeypatch):
@@ -145,10 +149,13 @@ def test_never_leaves_a_half_written_file(ckpts, tmp_path, monkeypatch):
     out = tmp_path / "x"
     with pytest.raises(KeyboardInterrupt):
         run(ckpts["class"], out, num_images=10)
-    written = sorted(out.rglob("*.png"))
-    assert len(written) == 3 and all(Image.open(p).size == (16, 16) for p in written)
-    assert not list(out.rglob("*.part")) and not list(out.rglob(".*"))
-    assert not (out / "manifest.json").exists()  # no manifest: an interrupted run
+    assert list(tmp_path.iterdir()) == []  # built beside out and dropped: nothing was published
+    run(ckpts["class"], out, num_images=4)  # the previous data set survives an interrupted overwrite
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpts["class"], out, num_images=10, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+    assert json.loads((out / "manifest.json").read_text())["num_images"] == 4 and len(list(out.rglob("*.png"))) == 4
 
 
 @pytest.mark.parametrize("which,kw,match", [

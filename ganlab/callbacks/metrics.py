@@ -23,6 +23,7 @@ group's timeout (Lightning's default: 30 min) would break DDP: keep ``n_fake`` i
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -31,10 +32,14 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
+from ganlab import signals
+
 from ganlab.metrics.core import compute_metrics, normalize_metric_names
 from ganlab.metrics.reference import reference_features
 from ganlab.metrics.report import build_protocol, write_json
 from ganlab.metrics.sampling import gan_fake_features
+
+log = logging.getLogger(__name__)
 
 
 class MetricsCallback(L.Callback):
@@ -153,6 +158,8 @@ class MetricsCallback(L.Callback):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        if signals.requested() is not None:  # stopping for a signal: save and go, no final evaluation
+            return
         if self.at_train_end and int(pl_module.generator_step) != self._last_step:
             self.evaluate(trainer, pl_module)
 
@@ -160,7 +167,13 @@ class MetricsCallback(L.Callback):
     def evaluate(self, trainer, pl_module) -> dict[str, float] | None:
         step = int(pl_module.generator_step)
         self._last_step = step
-        record = self._compute(trainer, pl_module) if trainer.is_global_zero else None
+        record = None
+        if trainer.is_global_zero:
+            try:  # a stop signal abandons the evaluation at once (the step's checkpoint follows)
+                with signals.immediate():
+                    record = self._compute(trainer, pl_module)
+            except signals.StopRequested as err:
+                log.warning("metrics evaluation at generator step %d abandoned: %s", step, err)
         if trainer.world_size > 1:
             record = trainer.strategy.broadcast(record, src=0)
         if record is None:

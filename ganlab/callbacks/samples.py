@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from ganlab import signals
 from ganlab.callbacks.loggers import log_image
 from ganlab.images import to_uint8
 
@@ -111,6 +112,8 @@ class SampleGrid(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
+        if signals.requested() is not None:  # stopping for a signal: the GIF waits for the real end
+            return
         if self.interpolation_steps and pl_module.num_classes and trainer.is_global_zero:
             grid = class_interpolation_grid(pl_module, self.dirpath / "class_interpolation.png",
                                             self.interpolation_steps, self.seed)

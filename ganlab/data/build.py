@@ -63,13 +63,29 @@ def _context():
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: exit when the building process dies (``kill -9``). Otherwise an
+    orphaned worker (blocked on the task queue, whose other ends its siblings keep open) lives on
+    and keeps the cache lock it inherited, and the next build waits on that lock forever."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9 (Linux)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def _executor(workers: int):
     """A process pool (or ``None`` for in-process work) that cancels pending chunks on errors."""
     if workers == 0:
         yield None
         return
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_die_with_parent,
+                             initargs=(os.getpid(),))
     try:
         yield ex
     finally:
@@ -106,11 +122,40 @@ def _progress(enabled: bool, description: str, total: int):
     return bar, bar.add_task(description, total=total)
 
 
+class CacheSpaceError(OSError):
+    """The disk cannot hold the image cache: raised before any row is written."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_reserved(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A new uint8 ``.npy`` memmap whose blocks are allocated up front (``posix_fallocate``).
+
+    A sparse memmap on a full disk fails later with SIGBUS on the first page that has no block;
+    reserving first turns that into one clear error before anything is decoded."""
+    nbytes = int(np.prod(shape))
+    try:
+        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise CacheSpaceError(
+            e.errno, f"cannot reserve {nbytes / 1e6:.1f} MB for the image cache in {path.parent}: "
+            f"{e.strerror or e}; free space there or point GANLAB_CACHE (data.cache_dir) at a larger disk") from None
+    return arr
+
+
 def _compact(path: Path, count: int) -> None:
     """Rewrite ``path`` keeping only its first ``count`` rows (after skipped items)."""
     src = np.load(path, mmap_mode="r")
     tmp = path.with_name(path.name + ".compact")
-    dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, *src.shape[1:]))
+    dst = open_reserved(tmp, (count, *src.shape[1:]))
     step = 4096
     for s in range(0, count, step):
         dst[s : s + step] = src[s : min(count, s + step)]
@@ -144,7 +189,7 @@ def run_chunks(
 ) -> BuildOutcome:
     """Run ``worker`` over ``jobs`` and write the successful rows to ``out_path`` (``.npy``)."""
     jobs = list(jobs)
-    out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_items, *item_shape))
+    out = open_reserved(out_path, (n_items, *item_shape))
     outcome = BuildOutcome(0)
     parts: dict[str, list[np.ndarray]] = {}
     with _executor(workers) as ex:

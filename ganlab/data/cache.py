@@ -125,9 +125,27 @@ def _locked(path: Path):
 
 
 def _remove_temps(entry: CacheEntry) -> None:
+    """Temp files of this entry (we hold its lock), and those of any key of the same slot whose
+    builder process is gone (killed while the source was in another state)."""
     for p in glob.glob(glob.escape(str(entry.folder / entry.stem)) + ".tmp-*"):
         with contextlib.suppress(OSError):
             os.remove(p)
+    prefix = glob.escape(str(entry.folder / f"{entry.source}-{entry.slot[:10]}-"))
+    for p in glob.glob(prefix + "*.tmp-*"):
+        pid = p.rsplit(".tmp-", 1)[-1].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(p)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _fsync(path: Path) -> None:

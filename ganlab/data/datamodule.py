@@ -19,6 +19,49 @@ from ganlab.data.loader import ArrayBatchLoader
 from ganlab.images import to_float
 
 
+class SplitView:
+    """Rows ``indices`` of a (memory-mapped) ``(N, C, H, W)`` array, read on indexing only.
+
+    ``len``, ``shape``, ``dtype``, ``view[i]``, ``view[a:b]``, ``view[int_array]`` and
+    ``np.asarray(view)`` (which does read everything: for small splits and tests) behave like the
+    array ``images[indices]`` would, without materialising it."""
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray) -> None:
+        self.images, self.indices = images, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.indices), *self.images.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.images.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.images.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = self.indices[key]
+        if np.ndim(rows) == 0:
+            return np.asarray(self.images[int(rows)])
+        order = np.argsort(rows, kind="stable")  # sorted reads are sequential on disk
+        out = np.empty((len(rows), *self.images.shape[1:]), dtype=self.images.dtype)
+        out[order] = self.images[rows[order]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self[:]
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
 class GANDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -93,9 +136,10 @@ class GANDataModule(L.LightningDataModule):
     def class_names(self) -> list[str]:
         return list(self.prepared.class_names)
 
-    def split_images(self, split: str | None = None) -> np.ndarray:
-        idx = self.prepared.splits[split or self.hparams.split]
-        return self.prepared.images[idx]
+    def split_images(self, split: str | None = None) -> "SplitView":
+        """The split's images as a lazy view of the memory-mapped cache: indexing it reads only the
+        rows asked for (``view[:64]``, ``view[rows]``), so no caller copies the whole split."""
+        return SplitView(self.prepared.images, self.prepared.splits[split or self.hparams.split])
 
     def split_labels(self, split: str | None = None) -> np.ndarray | None:
         if self.prepared.labels is None:

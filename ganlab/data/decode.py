@@ -40,6 +40,10 @@ __all__ = [
     "add_decoded",
 ]
 
+# decoding a W x H image needs about 4*W*H bytes per worker: larger images are skipped with a
+# reason (64 Mpx: 256 MB per worker), so a hostile or odd file cannot exhaust memory
+MAX_DECODE_PIXELS = 1 << 26
+
 RESIZE_FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
     "lanczos": Image.Resampling.LANCZOS,
@@ -195,6 +199,10 @@ def _open_and_transform(path: str, opts: ImageOptions) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Palette images with Transparency" chatter
         with Image.open(path) as img:
+            w, h = img.size  # known from the header: refuse before decoding any pixel
+            if w * h > MAX_DECODE_PIXELS:
+                raise DecodeError(f"too large to decode safely: {w}x{h} pixels > {MAX_DECODE_PIXELS:,} "
+                                  "(ganlab.data.decode.MAX_DECODE_PIXELS)")
             img.load()
             img = ImageOps.exif_transpose(img)
             return transform_image(img, opts)

@@ -74,10 +74,11 @@ def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(base: Path, recursive: bool) -> tuple[list[FileEntry], int]:
+def list_images(base: Path, recursive: bool, missing: list[str] | None = None) -> tuple[list[FileEntry], int]:
     """Image files under ``base`` in natural order, and how many other files were ignored.
 
-    Hidden files and folders (leading ``.``) are ignored; symlinked files are followed.
+    Hidden files and folders (leading ``.``) are ignored; symlinked files are followed. Dangling
+    symlinks and files that vanish while listing are skipped and appended to ``missing``.
     """
     found: list[FileEntry] = []
     ignored = 0
@@ -93,7 +94,12 @@ def list_images(base: Path, recursive: bool) -> tuple[list[FileEntry], int]:
                     if recursive:
                         stack.append(rel)
                 elif _is_image(e.name):
-                    st = e.stat()
+                    try:
+                        st = e.stat()
+                    except OSError:  # a dangling symlink, or deleted since the listing
+                        if missing is not None:
+                            missing.append(rel)
+                        continue
                     found.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
                 else:
                     ignored += 1

@@ -70,6 +70,11 @@ class ArrayBatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         n_batches = len(self)
+        # the previous epoch was handed out in full: Lightning stops after len(self) batches, so
+        # that generator may never have reached its end (and counted the epoch) - count it here
+        if self._position >= n_batches:
+            self.epoch += 1
+            self._position = 0
         if self._resume_at >= n_batches:  # checkpoint taken after an epoch's last batch
             self.epoch += 1
             self._resume_at = 0
@@ -80,8 +85,6 @@ class ArrayBatchLoader:
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             self._position = b + 1
             yield self._batch(rows, flips[b * self.batch_size : (b + 1) * self.batch_size])
-        self.epoch += 1
-        self._position = 0
 
     def _batch(self, rows: np.ndarray, flip: np.ndarray):
         # sorted rows read a memmap front to back; order inside a batch does not matter

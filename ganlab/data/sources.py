@@ -134,6 +134,7 @@ class _FileSource(_Source):
     files: list[layouts.FileEntry]  # the selected files
     listed = 0
     ignored = 0
+    missing: list[str]  # dangling symlinks / files gone while listing (skipped, counted in the manifest)
 
     def _select(self, found: list[layouts.FileEntry]) -> None:
         self.listed = len(found)
@@ -152,7 +153,8 @@ class _FileSource(_Source):
 
     def manifest(self) -> dict:
         return {**super().manifest(), "base": str(self.base), "files": [f.signature() for f in self.files],
-                "listed": self.listed, "ignored_non_image": self.ignored}
+                "listed": self.listed, "ignored_non_image": self.ignored,
+                "skipped_missing": len(self.missing), "missing_examples": self.missing[:20]}
 
     def kept_rels(self, kept: np.ndarray) -> list[str]:
         return [self.files[i].rel for i in kept]
@@ -163,9 +165,10 @@ class _FolderSource(_FileSource):
 
     def __init__(self, root: Path, opts: ImageOptions, max_images: int | None) -> None:
         super().__init__(opts, max_images)
+        self.missing = []
         layouts._require_dir(root, celeba=False)
         self.root = self.base = root
-        found, self.ignored = layouts.list_images(root, recursive=True)
+        found, self.ignored = layouts.list_images(root, recursive=True, missing=self.missing)
         if not found:
             empty = not any(not p.name.startswith(".") for p in root.iterdir())
             raise layout_error("data root is an empty folder" if empty else "no image files found", root)
@@ -192,10 +195,11 @@ class _CelebASource(_FileSource):
 
     def __init__(self, root: Path, layout: str, opts: ImageOptions, max_images: int | None) -> None:
         super().__init__(opts, max_images)
+        self.missing = []
         self.root = root
         self.cf = layouts.celeba_files(root, layout)
         self.layout, self.base = self.cf.layout, self.cf.images
-        found, self.ignored = layouts.list_images(self.base, recursive=False)
+        found, self.ignored = layouts.list_images(self.base, recursive=False, missing=self.missing)
         if not found:
             raise layout_error("the CelebA image folder holds no images", self.base, celeba=True)
         names = [f.rel for f in found]
@@ -250,6 +254,7 @@ class _IdxSource(_Source):
 
     def __init__(self, root: Path, alias: str, opts: ImageOptions, max_images: int | None) -> None:
         super().__init__(opts, max_images)
+        self.missing = []
         layouts._require_dir(root, celeba=False)
         self.root = root
         pairs = layouts.find_idx(root)

@@ -87,8 +87,8 @@ def train_classifier(
 ) -> CompactCNN:
     """Train :class:`CompactCNN` on uint8 ``(N, C, H, W)`` images for a fixed number of ``steps``
     (Adam, cosine learning-rate decay to 0, uniform sampling with replacement - or proportional
-    to ``sample_weights``). Deterministic for a given seed on CPU."""
-    images = np.asarray(images)
+    to ``sample_weights``). Deterministic for a given seed on CPU. ``images`` may be a lazy
+    split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read."""
     labels = np.asarray(labels)
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (got {len(images)} images, {len(labels)} labels)")
@@ -97,17 +97,16 @@ def train_classifier(
     model = CompactCNN(images.shape[1], int(num_classes), widths).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    x_all = torch.from_numpy(np.ascontiguousarray(images))
     y_all = torch.from_numpy(np.ascontiguousarray(labels))
     y_all = y_all.long() if label_kind == "class" else y_all.float()
     w = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights), dtype=torch.float64)
     model.train()
     for _ in range(int(steps)):
         if w is None:
-            idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
+            idx = torch.randint(0, len(images), (batch_size,), generator=gen)
         else:
             idx = torch.multinomial(w, batch_size, replacement=True, generator=gen)
-        x = _as_float(x_all[idx], device)
+        x = _as_float(torch.from_numpy(np.ascontiguousarray(images[idx.numpy()])), device)
         if hflip:
             flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -129,7 +128,7 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor | Iterable, batc
     model.eval()
     device = next(model.parameters()).device
     batches = ([images[s : s + batch_size] for s in range(0, len(images), batch_size)]
-               if isinstance(images, (np.ndarray, torch.Tensor)) else images)
+               if hasattr(images, "shape") else images)
     outs = []
     for b in batches:
         logits = model(_as_float(b, device))

@@ -11,11 +11,14 @@ atomically, so concurrent runs at worst compute the same file twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import os
 import time
+import zipfile
 from typing import Any, Callable
 
 import numpy as np
@@ -102,8 +105,8 @@ def reference_features(
                     return ReferenceFeatures(torch.from_numpy(z["features"].copy()),
                                              {"mu": z["mu"].copy(), "sigma": z["sigma"].copy()},
                                              z["indices"].copy(), meta, path, True)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or foreign file: recompute and overwrite
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable, torn or foreign file: recompute and overwrite
 
     arr = images() if callable(images) else images
     idx = select_indices(len(arr), n_real, subset_seed)
@@ -126,10 +129,20 @@ def reference_features(
     }
     if use_cache:
         os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(glob.escape(path) + ".tmp.*.npz"):  # left by a killed run
+            pid = stale[len(path) + 5 : -4]
+            if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):
+                    os.remove(stale)
         tmp = f"{path}.tmp.{os.getpid()}.npz"
-        np.savez(tmp, features=feats.numpy(), mu=stats["mu"], sigma=stats["sigma"], indices=idx,
-                 meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        try:  # a kill leaves at worst a stray temp; a signal or full disk leaves nothing
+            np.savez(tmp, features=feats.numpy(), mu=stats["mu"], sigma=stats["sigma"], indices=idx,
+                     meta=np.array(json.dumps(meta)))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
     return ReferenceFeatures(feats, stats, idx, meta, path if use_cache else None, False)
 
 

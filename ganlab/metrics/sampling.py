@@ -10,6 +10,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ganlab.data.decode import MAX_DECODE_PIXELS
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -136,26 +138,57 @@ class ImageFolder:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
         self.root = root
         self.files = files[: int(n)] if n else files
+        self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
+    def _read(self, path: str) -> np.ndarray:
         from PIL import Image
 
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_DECODE_PIXELS:
+                raise ValueError(f"too large to decode safely: {w}x{h} pixels")
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+
+    def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
         files = self.files[indices] if isinstance(indices, slice) else [self.files[i] for i in indices]
-        arrs = []
-        for f in files:
-            with Image.open(f) as im:
-                arrs.append(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+        arrs = [self._read(f) for f in files]
         shapes = {a.shape for a in arrs}
         if len(shapes) > 1:
             raise ValueError(f"images in {self.root} differ in size: {sorted(shapes)[:3]}")
         return torch.from_numpy(np.stack(arrs))
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
-        for s in range(0, len(self), batch_size):
-            yield self.images(slice(s, min(s + batch_size, len(self))))
+        """Readable images in order; a file that cannot be decoded (truncated, not an image, a
+        dangling link, gone, too large, another size than the first) is skipped and recorded in
+        ``self.skipped`` (path -> reason). Afterwards ``self.files`` lists the images used, so
+        ``images(i)`` matches the i-th feature row."""
+        used: list[str] = []
+        buf: list[np.ndarray] = []
+        shape = None
+        for f in list(self.files):
+            try:
+                a = self._read(f)
+            except (OSError, ValueError, SyntaxError, EOFError) as err:
+                self.skipped[f] = f"{type(err).__name__}: {str(err)[:120]}"
+                continue
+            if shape is None:
+                shape = a.shape
+            if a.shape != shape:
+                self.skipped[f] = f"size {a.shape[2]}x{a.shape[1]} differs from the first image's {shape[2]}x{shape[1]}"
+                continue
+            used.append(f)
+            buf.append(a)
+            if len(buf) == batch_size:
+                yield torch.from_numpy(np.stack(buf))
+                buf = []
+        if buf:
+            yield torch.from_numpy(np.stack(buf))
+        self.files = used
+        if not used:
+            raise FileNotFoundError(f"none of the images in {self.root} could be read ({len(self.skipped)} skipped)")
 
 
 __all__ = ["FakeFeatures", "GanSamples", "ImageFolder", "draw_labels", "draw_noise", "features_of_batches",

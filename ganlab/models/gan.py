@@ -248,13 +248,25 @@ class GAN(L.LightningModule):
     def _check_finite(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
         """One host sync per batch (not one per loss): the check runs after both updates, and
         raising here, before any ``on_train_batch_end`` hook, means no checkpoint is written
-        from this step's weights; ``on_save_checkpoint`` refuses non-finite weights too."""
-        if torch.isfinite(torch.stack([d_loss, g_loss])).all():
+        from this step's weights; ``on_save_checkpoint`` refuses non-finite weights too.
+        Under DDP the verdict is AND-reduced over ranks, so every rank raises at the same step
+        (a rank that raised alone would leave the others waiting in the next collective)."""
+        losses = torch.stack([d_loss.detach(), g_loss.detach()])
+        local_ok = bool(torch.isfinite(losses).all())
+        trainer = self._trainer
+        ok = local_ok
+        if trainer is not None and trainer.world_size > 1:
+            ok = bool(trainer.strategy.reduce_boolean_decision(local_ok, all=True))
+        if ok:
             return
-        who = "discriminator" if not torch.isfinite(d_loss) else "generator"
-        value = (d_loss if who == "discriminator" else g_loss).item()
+        if local_ok:
+            where = "another rank's"
+            value = float("nan")
+        else:
+            where = "discriminator" if not torch.isfinite(d_loss) else "generator"
+            value = (d_loss if where == "discriminator" else g_loss).item()
         raise NonFiniteLossError(
-            f"non-finite {who} loss ({value}) at generator step {self.generator_step + 1} "
+            f"non-finite {where} loss ({value}) at generator step {self.generator_step + 1} "
             f"(optimizer step {self.global_step}); the run stopped and this step's weights were not "
             "saved, so the last checkpoint holds the last good state. Try a lower learning rate, "
             "gradient clipping (model.g_grad_clip / model.d_grad_clip) or precision=32."

@@ -1,0 +1,406 @@
+"""Fault-injection campaign for ganlab's checkpoints, caches and generate (issue 11).
+
+    python experiments/faults/run_faults.py [--trials 20] [--seed 0] [--work /tmp/ganlab-faults]
+
+Writes ``experiments/faults/results.json`` and ``results.md`` (the table the README quotes).
+
+1. ``kill -9`` at ``--trials`` random moments of a tiny deterministic CPU training run (half at
+   a uniformly random time, half the moment a checkpoint temp file appears, i.e. during a
+   checkpoint write), with ``$TMPDIR`` on the run folder's filesystem (disk) or on another one
+   (``/dev/shm``, tmpfs); then ``ckpt_path=auto`` until the run ends. Each must end with weights
+   identical (``torch.equal``) to an uninterrupted run, and no temp file may be left.
+2. ``kill -9`` during a cache build and during ``generate`` (fresh and ``overwrite=true``); the
+   rerun must succeed and leave no stray file.
+3. Disk full: a file-size limit (``RLIMIT_FSIZE``) and small tmpfs mounts (needs root for
+   ``mount``; skipped otherwise) for a checkpoint save and a cache build.
+4. Truncated / zero-byte / bit-flipped / malicious (pickle payload, foreign ``_target_``)
+   checkpoints through ``generate`` (one error line, exit 2, payload not executed) and through
+   ``ckpt_path=auto`` (falls back to the older checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+STEPS, EVERY = 30, 4
+TINY = ["data.num_images=96", "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu",
+        "model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16",
+        "trainer.deterministic=true", "callbacks=[model_checkpoint]", "logger=[]",
+        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "data.hflip=true",
+        "model.instance_noise=0.1", f"generator_steps={STEPS}", f"checkpoint_every={EVERY}"]
+
+
+def env(tmpdir: str, cache: Path) -> dict:
+    return {**os.environ, "TMPDIR": tmpdir, "GANLAB_CACHE": str(cache), "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO)}
+
+
+def train_cmd(run: Path, cache: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ganlab.train", f"hydra.run.dir={run}", f"paths.root_dir={run.parent}",
+            f"paths.cache_dir={cache}", *TINY, *extra]
+
+
+def weights(ckpt: Path) -> dict:
+    from ganlab.models import load_gan
+
+    return load_gan(ckpt).state_dict()
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name or ".partial-" in p.name or ".old-" in p.name)
+
+
+def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int, list[str]]:
+    """Resume with ckpt_path=auto until exit 0; returns (launches, warnings about damaged files)."""
+    skipped = []
+    for i in range(limit):
+        p = subprocess.run(train_cmd(run, cache, "ckpt_path=auto"), capture_output=True, text=True,
+                           env=env(tmpdir, cache), cwd=REPO)
+        skipped += [ln for ln in (p.stdout + p.stderr).splitlines() if "skipping a damaged checkpoint" in ln]
+        if p.returncode == 0:
+            return i + 1, skipped
+    raise RuntimeError(f"{run}: did not finish after {limit} resumes:\n{p.stderr[-2000:]}")
+
+
+def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, delay: float, nth_write: int = 1) -> dict:
+    proc = subprocess.Popen(train_cmd(run, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env(tmpdir, cache), cwd=REPO)
+    t0 = time.time()
+    ckdir = run / "checkpoints"
+    mid_write = False
+    if mode == "during_write":  # kill while the nth_write-th checkpoint temp file exists
+        seen: set[str] = set()
+        while proc.poll() is None and time.time() - t0 < 240:
+            names = [n for n in os.listdir(ckdir) if ".tmp-" in n] if ckdir.is_dir() else []
+            seen.update(names)
+            if names and len(seen) >= nth_write:
+                mid_write = True
+                break
+    else:
+        while proc.poll() is None and time.time() - t0 < delay:
+            time.sleep(0.005)
+    finished = proc.poll() is not None
+    if not finished:
+        if not mid_write and ckdir.is_dir():
+            mid_write = any(".tmp-" in n for n in os.listdir(ckdir))
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = temps(ckdir) if ckdir.is_dir() else []
+    ckpts = sorted(p.name for p in ckdir.glob("*.ckpt")) if ckdir.is_dir() else []
+    return {"killed_at_s": round(time.time() - t0, 3), "finished_before_kill": finished,
+            "temp_file_at_kill": mid_write or bool(left), "checkpoints_after_kill": ckpts}
+
+
+def training_trials(args, work: Path, reference: dict, cache: Path, total_s: float) -> list[dict]:
+    rng = random.Random(args.seed)
+    rows = []
+    for i in range(args.trials):
+        mode = "during_write" if i % 2 else "random_time"
+        tmp_fs = "/dev/shm (tmpfs, other fs)" if (i // 2) % 2 else "run folder's disk (same fs)"
+        tmpdir = "/dev/shm" if (i // 2) % 2 else str(work)
+        run = work / f"trial{i:02d}"
+        shutil.rmtree(run, ignore_errors=True)
+        delay = rng.uniform(0.5, total_s)
+        nth = rng.randint(1, 2 * (STEPS // EVERY))  # 7 periodic saves write gstep_* and last.ckpt each
+        row = {"trial": i, "kill": mode if mode == "random_time" else f"during checkpoint write #{nth}",
+               "tmpdir": tmp_fs, **kill_training(run, cache, tmpdir, mode, delay, nth)}
+        launches, skipped = run_to_end(run, cache, tmpdir)
+        row["resumed_from"] = _resume_point(run)
+        row["launches_to_finish"] = launches
+        row["damaged_skipped"] = len(skipped)
+        row["identical_to_uninterrupted"] = same(weights(run / "checkpoints" / "last.ckpt"), reference)
+        row["stray_files_after"] = temps(run)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def _resume_point(run: Path) -> str:
+    log = run / "train.log"
+    text = log.read_text() if log.exists() else ""
+    marks = [ln.split("resuming from", 1)[1].strip() for ln in text.splitlines() if "ckpt_path=auto: resuming from" in ln]
+    return Path(marks[-1]).name if marks else "scratch"
+
+
+def cache_trials(work: Path, n: int, rng: random.Random) -> list[dict]:
+    rows = []
+    for i in range(n):
+        cache = work / f"cache_kill{i}"
+        run = work / f"cache_run{i}"
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+        big = ["data.num_images=6000", "data.resolution=32", "generator_steps=1", "checkpoint_every=1"]
+        proc = subprocess.Popen(train_cmd(run, cache, *big), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=env(str(work), cache), cwd=REPO)
+        t0 = time.time()
+        while proc.poll() is None and time.time() - t0 < 120 and not any(".tmp-" in q.name for q in cache.rglob("*")):
+            time.sleep(0.01)  # wait for the build to start (its temp file), then kill at a random moment of it
+        time.sleep(rng.uniform(0.0, 1.0))
+        delay = time.time() - t0
+        during = proc.poll() is None and any(".tmp-" in q.name for q in cache.rglob("*"))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        left_after_kill = temps(cache)
+        p = subprocess.run(train_cmd(run, cache, *big), capture_output=True, text=True, env=env(str(work), cache),
+                           cwd=REPO)
+        rows.append({"case": f"kill -9 during cache build #{i}", "killed_at_s_after_start": round(delay, 2),
+                     "temp_files_at_kill": len(left_after_kill), "kill_landed_mid_build": during,
+                     "rerun_exit": p.returncode, "stray_files_after_rerun": temps(cache)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def generate_trials(work: Path, ckpt: Path, rng: random.Random) -> list[dict]:
+    rows = []
+    for i, overwrite in enumerate([False, False, True]):
+        out = work / f"gen{i}"
+        shutil.rmtree(out, ignore_errors=True)
+        for p in work.glob(f".gen{i}.*"):
+            shutil.rmtree(p, ignore_errors=True)
+        cmd = [sys.executable, "-m", "ganlab.generate", f"hydra.run.dir={work / 'gen_hydra'}", f"ckpt={ckpt}",
+               f"out={out}", "progress=false"]
+        before = None
+        if overwrite:
+            subprocess.run([*cmd, "num_images=7"], check=True, capture_output=True, env=env(str(work), work / "c"),
+                           cwd=REPO)
+            before = json.loads((out / "manifest.json").read_text())["num_images"]
+        proc = subprocess.Popen([*cmd, "num_images=200000", f"overwrite={str(overwrite).lower()}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(str(work), work / "c"),
+                                cwd=REPO)
+        t0 = time.time()
+        while proc.poll() is None and time.time() - t0 < 120 and not list(work.glob(f".gen{i}.partial-*/**/*.png")):
+            time.sleep(0.01)  # wait until images are being written, then kill at a random moment
+        time.sleep(rng.uniform(0.0, 2.0))
+        delay = time.time() - t0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        out_after_kill = ("absent" if not out.exists() else
+                          f"previous data set ({json.loads((out / 'manifest.json').read_text())['num_images']} images)")
+        staging = len(list(work.glob(f".gen{i}.partial-*")))
+        p = subprocess.run([*cmd, "num_images=50", "overwrite=true"], capture_output=True, text=True,
+                           env=env(str(work), work / "c"), cwd=REPO)
+        m = json.loads((out / "manifest.json").read_text())
+        on_disk = sorted(str(f.relative_to(out)) for f in out.rglob("*") if f.is_file())
+        listed = sorted([r["file"] for r in m["images"]] + ["manifest.csv", "manifest.json"])
+        rows.append({"case": f"kill -9 during generate{' overwrite=true' if overwrite else ''}",
+                     "killed_at_s_after_start": round(delay, 2), "out_after_kill": out_after_kill, "expected_before": before,
+                     "staging_folders_left_by_kill": staging, "rerun_exit": p.returncode,
+                     "files_equal_manifest": on_disk == listed,
+                     "stray_after_rerun": [q.name for q in work.glob(f".gen{i}.*")]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _fsize_limit(nbytes: int):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return apply
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def _error_line(text: str, needle: str) -> str:
+    return next((ln.strip()[:300] for ln in text.splitlines() if needle in ln), "(no such line)")
+
+
+def disk_full_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
+    from ganlab.checkpoints import load_checkpoint
+
+    rows = []
+    # (a) a file-size limit below the checkpoint size, resuming a finished 30-step run to 34 steps
+    run = work / "fsize_run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(ref_run, run)
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    p = subprocess.run(train_cmd(run, cache, "ckpt_path=auto", f"generator_steps={STEPS + EVERY}"),
+                       capture_output=True, text=True, env=env(str(work), cache), cwd=REPO,
+                       preexec_fn=_fsize_limit(64 * 1024))
+    rows.append({"case": "RLIMIT_FSIZE 64 KiB during a checkpoint save", "exit": p.returncode,
+                 "error": _error_line(p.stdout + p.stderr, "could not write checkpoint"),
+                 "previous_last_ckpt_intact": last.read_bytes() == before and bool(load_checkpoint(last)),
+                 "stray_files": temps(run)})
+    # (b) a 300 KiB tmpfs as the run folder: the first save fits, the temp file of the next does not
+    mnt = work / "tmpfs_run"
+    if _mount_tmpfs(mnt, "300k"):
+        try:
+            p = subprocess.run(train_cmd(mnt / "r", cache, "generator_steps=12"), capture_output=True, text=True,
+                               env=env(str(work), cache), cwd=REPO)
+            ck = mnt / "r" / "checkpoints"
+            names = sorted(x.name for x in ck.glob("*.ckpt")) if ck.is_dir() else []
+            ok = all(bool(load_checkpoint(ck / n)) for n in names)
+            rows.append({"case": "300 KiB tmpfs run folder (disk full on the 2nd save)", "exit": p.returncode,
+                         "error": _error_line(p.stdout + p.stderr, "could not write checkpoint"),
+                         "checkpoints_left": names, "all_load": ok, "stray_files": temps(mnt)})
+        finally:
+            subprocess.run(["umount", str(mnt)])
+        # (c) a 1 MiB tmpfs as the image cache of a 12 MB data set
+        if _mount_tmpfs(mnt, "1m"):
+            try:
+                p = subprocess.run(train_cmd(work / "tmpfs_cache_run", mnt, "data.num_images=4000",
+                                             "data.resolution=32"), capture_output=True, text=True,
+                                   env=env(str(work), mnt), cwd=REPO)
+                rows.append({"case": "1 MiB tmpfs image cache (12 MB needed)", "exit": p.returncode,
+                             "error": _error_line(p.stdout + p.stderr, "cannot reserve"),
+                             "files_left_in_cache": sorted(x.name for x in mnt.rglob("*") if x.is_file())})
+            finally:
+                subprocess.run(["umount", str(mnt)])
+    else:
+        rows.append({"case": "tmpfs mounts", "skipped": "mount -t tmpfs not permitted here"})
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
+    from ganlab.checkpoints import AtomicCheckpointIO, load_checkpoint
+
+    folder = work / "damaged"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    src = ref_run / "checkpoints" / "last.ckpt"
+    data = src.read_bytes()
+    marker = folder / "PAYLOAD_RAN"
+    files = {"truncated": data[: len(data) // 2], "zero-byte": b""}
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    files["bit-flipped (tensor bytes)"] = bytes(flipped)
+    for name, blob in files.items():
+        (folder / f"{name.split()[0]}.ckpt").write_bytes(blob)
+    torch.save({"state_dict": {}, "ganlab": {"model_config": {"x": _Payload(str(marker))}}}, folder / "pickle.ckpt")
+    foreign = load_checkpoint(src)
+    foreign["ganlab"]["model_config"]["_target_"] = "subprocess.call"
+    AtomicCheckpointIO().save_checkpoint(foreign, folder / "target.ckpt")
+    cases = {"truncated": "truncated.ckpt", "zero-byte": "zero-byte.ckpt", "bit-flipped": "bit-flipped.ckpt",
+             "pickle payload (os.system)": "pickle.ckpt", "foreign _target_ (subprocess.call)": "target.ckpt"}
+    rows = []
+    for case, fname in cases.items():
+        p = subprocess.run([sys.executable, "-m", "ganlab.generate", f"hydra.run.dir={work / 'dmg_hydra'}",
+                            f"ckpt={folder / fname}", f"out={folder / 'out'}", "num_images=2", "progress=false"],
+                           capture_output=True, text=True, env=env(str(work), cache), cwd=REPO)
+        err = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        rows.append({"case": f"generate ckpt=<{case}>", "exit": p.returncode, "stderr_lines": len(err),
+                     "error": err[-1][:260] if err else "", "payload_executed": marker.exists(),
+                     "out_created": (folder / "out").exists()})
+    # fallback: a torn last.ckpt beside an older good checkpoint
+    run = work / "fallback_run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(ref_run, run)
+    (run / "checkpoints" / "last.ckpt").write_bytes(data[:4096])
+    os.utime(run / "checkpoints" / "last.ckpt")
+    p = subprocess.run(train_cmd(run, cache, "ckpt_path=auto"), capture_output=True, text=True,
+                       env=env(str(work), cache), cwd=REPO)
+    ref = weights(src)
+    rows.append({"case": "ckpt_path=auto, torn last.ckpt", "exit": p.returncode,
+                 "warning": _error_line(p.stdout + p.stderr, "skipping a damaged checkpoint"),
+                 "resumed_from": _resume_point(run),
+                 "identical_to_uninterrupted": same(weights(run / "checkpoints" / "last.ckpt"), ref)})
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def markdown(res: dict) -> str:
+    t = res["training"]
+    lines = ["# Fault-injection results", "", f"Command: `{res['command']}`  ", f"Measured: {res['when']}, "
+             f"{res['seconds']:.0f} s wall on the shared 2-core CPU.", ""]
+    if "rerun_of_sections_2_4" in res:
+        r = res["rerun_of_sections_2_4"]
+        lines += [f"Sections after the training table rerun with `{r['command']}` at {r['when']} "
+                  f"({res.get('rerun_seconds', 0):.0f} s).", ""]
+    lines += [
+             f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY})", "",
+             "| # | kill | TMPDIR | killed at (s) | temp file at kill | resumed from | launches | identical | stray files |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in t:
+        lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | {r['temp_file_at_kill']} | "
+                     f"{r['resumed_from']} | {r['launches_to_finish']} | {r['identical_to_uninterrupted']} | "
+                     f"{len(r['stray_files_after'])} |")
+    ok = sum(r["identical_to_uninterrupted"] and not r["stray_files_after"] for r in t)
+    lines += ["", f"**{ok}/{len(t)}** runs ended with weights identical to the uninterrupted run and no stray file; "
+              f"{sum(r['temp_file_at_kill'] for r in t)} kills landed while a checkpoint temp file existed.", ""]
+    for title, key in (("kill -9 during a cache build / generate", "other_kills"), ("Disk full", "disk_full"),
+                       ("Damaged and malicious checkpoints", "damaged")):
+        lines += [f"## {title}", ""]
+        for r in res[key]:
+            lines.append("- " + "; ".join(f"{k}: `{v}`" for k, v in r.items()))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="/tmp/ganlab-faults")
+    ap.add_argument("--out", default=str(Path(__file__).parent))
+    ap.add_argument("--skip-training", action="store_true",
+                    help="rerun sections 2-4 only, keeping section 1 of an existing results.json")
+    args = ap.parse_args()
+    work = Path(args.work)
+    if not args.skip_training:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "cache"
+    t0 = time.time()
+    ref_run = work / "reference"
+    out = Path(args.out)
+    rng = random.Random(args.seed + 1)
+    if args.skip_training:
+        res = json.loads((out / "results.json").read_text())
+        res["rerun_of_sections_2_4"] = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
+                                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    else:
+        subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache),
+                       cwd=REPO)
+        t1 = time.time()
+        subprocess.run(train_cmd(work / "timing", cache), check=True, capture_output=True,
+                       env=env(str(work), cache), cwd=REPO)
+        total_s = time.time() - t1  # one warm run: kills are drawn over its duration
+        reference = weights(ref_run / "checkpoints" / "last.ckpt")
+        res = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2)}
+        res["training"] = training_trials(args, work, reference, cache, total_s)
+    res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
+    res["disk_full"] = disk_full_trials(work, cache, ref_run)
+    res["damaged"] = damaged_trials(work, cache, ref_run)
+    res["seconds" if not args.skip_training else "rerun_seconds"] = time.time() - t0
+    (out / "results.json").write_text(json.dumps(res, indent=1))
+    (out / "results.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

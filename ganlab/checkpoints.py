@@ -1,0 +1,323 @@
+"""Checkpoint files: crash-safe writing, safe reading, and finding the one to resume from.
+
+* :class:`AtomicCheckpointIO` (Lightning ``CheckpointIO``, wired in by ``conf/trainer/default.yaml``
+  for every trainer, DDP included) writes ``<dir>/.<name>.tmp-<pid>`` *in the checkpoint's own
+  folder*, fsyncs it, renames it over ``<name>`` (atomic on POSIX within one filesystem) and
+  fsyncs the folder, so a kill at any moment leaves either the old or the new complete file.
+  Lightning's own ``TorchCheckpointIO`` streams the bytes into the final name, so a kill mid-save
+  leaves a torn file. Before writing, OmegaConf containers are turned into plain ones (so
+  ``weights_only`` loading accepts the file) and a sha256 over the whole content is stored
+  (``checkpoint["ganlab_integrity"]``): torch's zip reader does not notice a flipped bit in
+  tensor data, this digest does.
+* :func:`load_checkpoint` reads with ``torch.load(weights_only=True)`` (plain containers,
+  tensors, numbers, strings only: no object of the file's choosing is built, no code runs),
+  checks the digest, and turns every failure into one :class:`CheckpointError` naming the file.
+  ``trust=True`` (``trust_checkpoint=true`` on the command line) is the explicit opt-in for a
+  trusted file written by something else.
+* :func:`check_targets` refuses a config from a checkpoint whose ``_target_`` lies outside
+  ganlab, torch and torchvision (minus the torch functions that load or compile code), before
+  Hydra instantiates anything.
+* :func:`resolve_ckpt_path`: ``ckpt_path=auto`` (the run folder of this job) or
+  ``ckpt_path=<run folder>`` resumes from the newest checkpoint there that loads, skipping
+  damaged ones with a warning that names them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pickle
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+INTEGRITY_KEY = "ganlab_integrity"
+ALLOWED_TARGET_ROOTS = ("ganlab", "torch", "torchvision")
+# inside the allowed packages, but they load, download or compile code: never from a checkpoint
+DENIED_TARGET_PREFIXES = ("torch.load", "torch.hub", "torch.jit", "torch.package", "torch.utils.cpp_extension",
+                          "torch.compile", "torch.serialization", "torch.ops", "torch.library", "torch._")
+TRUST_HINT = ("if you wrote this file yourself (or trust whoever did), pass trust_checkpoint=true "
+              "(load_gan(..., trust=True)) to load it without these checks")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot (or must not) be used; the message names the file and the reason."""
+
+
+# -- plain containers and the content digest ---------------------------------------------------
+def to_plain(obj: Any) -> Any:
+    """OmegaConf containers -> dict/list, numpy scalars -> Python numbers, recursively (tensors kept)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(to_plain(v) for v in obj)
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    return obj
+
+
+def content_digest(obj: Any) -> str:
+    """sha256 over a canonical walk of the checkpoint: structure, keys, scalars and every tensor's bytes."""
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().reshape(-1).contiguous()
+            h.update(f"T{t.dtype}{tuple(x.shape)}:".encode())
+            h.update(t.view(torch.uint8).numpy())
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k, v in x.items():
+                walk(k)
+                walk(v)
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[" if isinstance(x, list) else b"(")
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(f"{type(x).__name__}:{x!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def fsync_dir(folder: str | os.PathLike) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike, *, write: Callable[[Any, Any], None] = torch.save) -> None:
+    """``write(obj, file)`` into a temp file beside ``path``; fsync, rename, fsync the folder.
+
+    On any failure (disk full, a signal, a kill) the temp file is removed where possible and
+    ``path`` keeps its previous content. A temp file orphaned by ``kill -9`` starts with ``.``
+    and is removed by the next save into the same folder (:func:`remove_stale_temps`).
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        cause = err if isinstance(err, OSError) else err.__context__  # torch wraps a failed write
+        if isinstance(cause, OSError):
+            raise CheckpointError(f"could not write checkpoint {path}: {cause.strerror or cause} "
+                                  "(the previous file of that name, if any, is intact)") from err
+        raise
+    fsync_dir(folder)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (killed mid-save)."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(str(p))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Crash-safe ``save_checkpoint`` and safe ``load_checkpoint`` for Lightning (see module docstring).
+
+    trust: load with ``weights_only=False`` (arbitrary pickles; only for files you trust).
+    """
+
+    def __init__(self, trust: bool = False) -> None:
+        self.trust = bool(trust)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        plain = to_plain({k: v for k, v in checkpoint.items() if k != INTEGRITY_KEY})
+        plain[INTEGRITY_KEY] = {"sha256": content_digest(plain), "scheme": 1}
+        remove_stale_temps(os.path.dirname(os.path.abspath(path)))
+        save_atomic(plain, path)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location, trust=self.trust)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, trust: bool = False,
+                    data: bytes | None = None) -> dict[str, Any]:
+    """The checkpoint dict, read safely; one :class:`CheckpointError` naming ``path`` otherwise.
+
+    ``data``: the file's bytes, already read (so a caller can hash exactly what was loaded).
+    """
+    import io
+
+    path = os.fspath(path)
+    if data is None:
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint {path}: no such file")
+        if os.path.getsize(path) == 0:
+            raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted")
+    source = io.BytesIO(data) if data is not None else path
+    try:
+        ckpt = torch.load(source, map_location=map_location, weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            what = f"`{found.group(1)}`"
+            raise CheckpointError(
+                f"refusing to load checkpoint {path}: it asks to build {what}, which is not one of the plain types "
+                f"ganlab checkpoints hold (a pickle payload, or a file written by other code); nothing in it was "
+                f"executed. {TRUST_HINT}") from None
+        raise CheckpointError(f"checkpoint {path} is damaged (not a readable checkpoint: {_first_line(text)})") from None
+    except Exception as err:  # zip reader, EOF, unicode ... : a torn or corrupted file
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupted ({type(err).__name__}: "
+                              f"{_first_line(str(err))})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a checkpoint dict")
+    stamp = ckpt.pop(INTEGRITY_KEY, None)
+    if isinstance(stamp, dict) and stamp.get("sha256") != content_digest(ckpt):
+        raise CheckpointError(f"checkpoint {path} is corrupted: its content does not match the sha256 stored "
+                              "when it was written (a flipped bit or a partial overwrite)")
+    return ckpt
+
+
+def _first_line(text: str) -> str:
+    line = next((s for s in text.strip().splitlines() if s.strip()), "")
+    return line[:200]
+
+
+def check_targets(cfg: Any, *, path: str | os.PathLike, what: str = "config") -> None:
+    """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist."""
+    bad = sorted(set(foreign_targets(cfg)))
+    if bad:
+        raise CheckpointError(
+            f"refusing to instantiate the {what} stored in checkpoint {path}: its _target_ "
+            f"{', '.join(map(repr, bad))} is outside {', '.join(ALLOWED_TARGET_ROOTS)} (a checkpoint must not choose "
+            f"what code runs). {TRUST_HINT}")
+
+
+def foreign_targets(cfg: Any) -> Iterable[str]:
+    if isinstance(cfg, dict) or hasattr(cfg, "items"):
+        for k, v in cfg.items():
+            if k == "_target_":
+                if not _allowed_target(v):
+                    yield str(v)
+            else:
+                yield from foreign_targets(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            yield from foreign_targets(v)
+
+
+def _allowed_target(target: Any) -> bool:
+    if not isinstance(target, str) or not target.replace(".", "").replace("_", "").isalnum():
+        return False
+    if target.split(".", 1)[0] not in ALLOWED_TARGET_ROOTS:
+        return False
+    return not any(target == d or target.startswith(d + ".") or (d.endswith("_") and target.startswith(d))
+                   for d in DENIED_TARGET_PREFIXES)
+
+
+def instantiate_from_checkpoint(cfg: Any, *, path: str | os.PathLike, what: str, trust: bool = False) -> Any:
+    """``hydra.utils.instantiate(cfg)`` after :func:`check_targets` (skipped when ``trust``)."""
+    import hydra
+
+    if not trust:
+        check_targets(cfg, path=path, what=what)
+    return hydra.utils.instantiate(cfg)
+
+
+# -- resuming ----------------------------------------------------------------------------------------
+def checkpoint_candidates(folder: str | os.PathLike) -> list[Path]:
+    """``*.ckpt`` in ``folder``, newest first (modification time; ``last.ckpt`` wins a tie)."""
+    files = [p for p in Path(folder).glob("*.ckpt") if p.is_file()]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
+
+
+def newest_loadable(folder: str | os.PathLike, *, trust: bool = False) -> Path | None:
+    """The newest checkpoint in ``folder`` that loads and checks out; damaged ones are warned about."""
+    for p in checkpoint_candidates(folder):
+        try:
+            load_checkpoint(p, trust=trust)
+        except CheckpointError as err:
+            warnings.warn(f"skipping a damaged checkpoint: {err}")
+            log.warning("skipping a damaged checkpoint: %s", err)
+            continue
+        return p
+    return None
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trust: bool = False) -> str | None:
+    """What to hand ``trainer.fit(ckpt_path=...)``.
+
+    * ``None`` / ``""``: start fresh;
+    * ``auto``: the newest loadable checkpoint in ``<run_dir>/checkpoints`` (this job's run
+      folder, ``paths.output_dir``), or a fresh start when there is none (a first launch and a
+      requeued job use the same command);
+    * a folder (a run folder or its ``checkpoints/``): its newest loadable checkpoint, else an error;
+    * a file: that file (a damaged file is an error: an explicit request never silently falls back);
+    * ``last`` / ``best`` / ``hpc``: Lightning's own meanings.
+    """
+    if ckpt_path in (None, "", "null"):
+        return None
+    ckpt_path = str(ckpt_path)
+    if ckpt_path in ("last", "best", "hpc", "registry"):
+        return ckpt_path
+    if ckpt_path == "auto":
+        folder = Path(run_dir) / "checkpoints"
+        found = newest_loadable(folder, trust=trust) if folder.is_dir() else None
+        if found is None:
+            log.info("ckpt_path=auto: no loadable checkpoint in %s, starting from scratch", folder)
+            return None
+        log.info("ckpt_path=auto: resuming from %s", found)
+        return str(found)
+    p = Path(ckpt_path)
+    if p.is_dir():
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        found = newest_loadable(folder, trust=trust)
+        if found is None:
+            raise CheckpointError(f"ckpt_path={ckpt_path}: no loadable checkpoint (*.ckpt) in {folder}")
+        log.info("resuming from %s (newest loadable checkpoint of %s)", found, folder)
+        return str(found)
+    load_checkpoint(p, trust=trust)  # fail here, with one message, not deep inside Lightning
+    return str(p)
+
+
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "instantiate_from_checkpoint",
+           "load_checkpoint", "newest_loadable", "resolve_ckpt_path", "save_atomic", "to_plain"]
