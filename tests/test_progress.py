@@ -1,6 +1,13 @@
-"""The training progress bar counts generator steps: with n_critic > 1 and across a resume."""
+"""Progress a user sees: the training bar counts generator steps (with n_critic > 1 and across a
+resume); an evaluation on CPU says how many images it runs and how long that takes."""
+
+import logging
+import re
 
 import lightning as L
+from _metrics_helpers import StubExtractor
+
+from ganlab.callbacks.metrics import MetricsCallback
 
 from ganlab.callbacks.progress import GeneratorStepProgressBar
 from ganlab.train import train
@@ -37,3 +44,17 @@ def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
                    *QUIET)
     seen, _ = run(cfg)
     assert seen == [(4, 5, "G step"), (5, 5, "G step")]
+
+
+def test_cpu_evaluation_announces_images_rate_and_time(tiny_cfg, caplog):
+    cfg = tiny_cfg("callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "generator_steps=1")
+    cb = MetricsCallback(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,
+                         extractor=StubExtractor(), cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))
+    with caplog.at_level(logging.INFO, logger="ganlab.callbacks.metrics"):
+        train(cfg, extra_callbacks=[cb])
+    said = [r.getMessage() for r in caplog.records if r.name == "ganlab.callbacks.metrics"]
+    assert said[0] == ("metrics at generator step 1: 24 generated images and 16 real ones (once, unless cached) "
+                       "through InceptionV3 on CPU (rate and time follow after the first batch)")
+    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 16 real images at [0-9.]+ images/s, about \d+ s in all", said[1])
+    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 24 generated images at [0-9.]+ images/s, about \d+ s in all",
+                        said[2])
