@@ -34,14 +34,14 @@ def run(cfg):
 
 
 def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
-    cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=3", "checkpoint_every=3", *QUIET,
-                   "+callbacks.ckpt={_target_: ganlab.callbacks.checkpoint.RunCheckpoint,"
-                   f"dirpath: '{tmp_path}/ckpt', save_last: true}}")
+    ckpt = ("+callbacks.ckpt={_target_: ganlab.callbacks.checkpoint.RunCheckpoint,"
+            f"dirpath: '{tmp_path}/ckpt', save_last: true}}")
+    cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=3", *QUIET, ckpt)
     seen, trainer = run(cfg)
     assert trainer.global_step == 9  # 3 x (2 D steps + 1 G step)
     assert seen == [(1, 3, "G step"), (2, 3, "G step"), (3, 3, "G step")]
     cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=5", f"ckpt_path={tmp_path}/ckpt/last.ckpt",
-                   *QUIET)
+                   *QUIET, ckpt)
     seen, _ = run(cfg)
     assert seen == [(4, 5, "G step"), (5, 5, "G step")]
 
