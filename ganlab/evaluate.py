@@ -187,6 +187,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@ganlab.console.user_errors()  # a data / option error: ganlab's message alone, exit 1
 def main(cfg: DictConfig) -> None:
     from ganlab import signals
     from ganlab.checkpoints import CheckpointError

@@ -488,6 +488,7 @@ def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> b
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@ganlab.console.user_errors()  # a data / option error: ganlab's message alone, exit 1
 def main(cfg: DictConfig) -> None:
     from ganlab import signals
 

@@ -3,9 +3,12 @@ with Hydra, build datamodule, GAN, callbacks, loggers and trainer, fit (optional
 from ``ckpt_path``: a file, a run folder or ``auto``, see :func:`ganlab.checkpoints.resolve_ckpt_path`),
 and return ``optimized_metric`` for sweepers.
 
-Exit codes: 0 done; 1 non-finite loss (single runs); 2 a checkpoint that cannot be read or
-written, or no disk space for the image cache (one message); 128+N stopped by signal N after saving
-``last.ckpt`` (143 SIGTERM, 130 SIGINT, 138 SIGUSR1, 140 SIGUSR2).
+Exit codes: 0 done; 1 non-finite loss (single runs), a data path or layout ganlab cannot read, or
+a bad option value; 2 a checkpoint that cannot be read or written, or no disk space for the image
+cache; 128+N stopped by signal N after saving
+``last.ckpt`` (143 SIGTERM, 130 SIGINT, 138 SIGUSR1, 140 SIGUSR2). Errors print ganlab's one message
+(:func:`ganlab.console.user_errors`; ``HYDRA_FULL_ERROR=1`` adds the traceback); the last line of a
+run says where its folder, samples and last checkpoint are.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import ganlab  # noqa: F401  (registers the config resolvers)
-from ganlab import signals
+from ganlab import console, signals
 from ganlab.callbacks.run_metadata import RunMetadata
-from ganlab.checkpoints import CheckpointError, resolve_ckpt_path
-from ganlab.data.build import CacheSpaceError
+from ganlab.callbacks.samples import SampleGrid
+from ganlab.checkpoints import resolve_ckpt_path
 from ganlab.models.gan import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict[str, float], L.Trainer]:
     """Fit one run; returns the final logged metrics and the trainer (``signals.requested()`` tells
     whether a stop signal ended it early)."""
+    console.quiet_library_noise()
     signals.reset()
     signals.install()  # until training starts a signal stops at once (cache build, setup)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, trust=bool(cfg.get("trust_checkpoint")))
@@ -59,6 +63,17 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     return metrics, trainer
 
 
+def where_things_are(trainer: L.Trainer) -> str:
+    """One line naming the run folder, the samples folder and the last checkpoint."""
+    parts = [f"run folder {trainer.default_root_dir}"]
+    for cb in trainer.callbacks:
+        if isinstance(cb, SampleGrid):
+            parts.append(f"samples {cb.dirpath}")
+    ckpt = trainer.checkpoint_callback
+    last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
+    parts.append(f"last checkpoint {last}" if last else "no checkpoint written")
+    return "; ".join(parts)
+
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
@@ -72,16 +87,20 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    console.route_logs_to_run_folder()
+    with console.user_errors():
+        return _main(cfg)
+
+
+def _main(cfg: DictConfig) -> float | None:
+    log.info("run folder: %s", cfg.paths.output_dir)
     try:
-        metrics, _ = train(cfg)
+        metrics, trainer = train(cfg)
     except (signals.StopRequested, KeyboardInterrupt) as err:
         signum = getattr(err, "signum", None) or signals.requested() or 2
         log.error("stopped by %s (a second signal, or one before training started): nothing saved from the "
                   "current step", signal.Signals(signum).name)
         signals.finish(signum)
-    except (CheckpointError, CacheSpaceError) as err:  # disk full, damaged or refused checkpoint: one line
-        log.error("%s", err)
-        sys.exit(2)
     except NonFiniteLossError as err:
         log.error("training stopped: %s", err)
         # [sweeps] in a multirun, a diverged job must not end the whole sweep (sys.exit would):
@@ -95,6 +114,7 @@ def main(cfg: DictConfig) -> float | None:
             direction = str(HydraConfig.get().sweeper.get("direction", "minimize"))
             return float("-inf") if direction.endswith("maximize") else float("inf")
         sys.exit(1)
+    log.info("finished at generator step %d: %s", trainer.lightning_module.generator_step, where_things_are(trainer))
     if signals.requested() is not None:
         signals.finish(signals.requested())  # last.ckpt was written; chain to submitit / exit 128+N
     return optimized_value(cfg, metrics)

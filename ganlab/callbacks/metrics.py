@@ -42,6 +42,31 @@ from ganlab.metrics.sampling import gan_fake_features
 log = logging.getLogger(__name__)
 
 
+class _CpuEta:
+    """The extractor for one pass on CPU (InceptionV3 runs at a few images/s there): after the
+    first batch it logs the measured rate and how long the ``total`` images of the pass will take."""
+
+    def __init__(self, extractor: Any, total: int | None, what: str) -> None:
+        self._inner, self._total, self._what, self._told = extractor, total, what, False
+
+    def extract(self, x, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = self._inner.extract(x, *args, **kwargs)
+        if not self._told:
+            self._told = True
+            rate = len(x) / max(time.perf_counter() - t0, 1e-9)
+            eta = f", about {_duration(self._total / rate)} in all" if self._total else ""
+            log.info("metrics: InceptionV3 on CPU over %s %s at %.1f images/s%s", self._total or "the", self._what, rate, eta)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 class MetricsCallback(L.Callback):
     """See the module docstring. Arguments:
 
@@ -207,18 +232,25 @@ class MetricsCallback(L.Callback):
             raise RuntimeError("MetricsCallback needs trainer.datamodule with split_images()/fingerprint")
         if self.extractor is None:
             self.setup(trainer, pl_module, "fit")
+        on_cpu = str(self.device or pl_module.device).startswith("cpu")
+        if on_cpu:
+            log.info("metrics at generator step %d: %d generated images%s through InceptionV3 on CPU "
+                     "(rate and time follow after the first batch)", int(pl_module.generator_step), self.n_fake,
+                     "" if self._reference is not None else f" and {self.n_real or 'all'} real ones (once, unless cached)")
         t0 = time.perf_counter()
         extracted_now = False
         if self._reference is None:
             self._reference = reference_features(
                 lambda: dm.split_images(self.split), fingerprint=dm.fingerprint, split=self.split,
-                extractor=self.extractor, n_real=self.n_real, subset_seed=self.reference_subset_seed,
+                extractor=_CpuEta(self.extractor, self.n_real, "real images") if on_cpu else self.extractor,
+                n_real=self.n_real, subset_seed=self.reference_subset_seed,
                 cache_dir=self.cache_dir, batch_size=self.batch_size)
             extracted_now = not self._reference.from_cache
         t_ref = time.perf_counter() - t0
         labels_pool = dm.split_labels(self.split) if int(getattr(pl_module, "num_classes", 0) or 0) > 0 else None
         want_logits = "is" in self.metrics and "is" not in self._skipped
-        fake, _ = gan_fake_features(pl_module, self.extractor, self.n_fake, seed=self.seed,
+        extractor = _CpuEta(self.extractor, self.n_fake, "generated images") if on_cpu else self.extractor
+        fake, _ = gan_fake_features(pl_module, extractor, self.n_fake, seed=self.seed,
                                     batch_size=self.batch_size, labels_pool=labels_pool, ema=self.ema,
                                     logits=want_logits)
         t1 = time.perf_counter()

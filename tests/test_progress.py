@@ -1,0 +1,60 @@
+"""Progress a user sees: the training bar counts generator steps (with n_critic > 1 and across a
+resume); an evaluation on CPU says how many images it runs and how long that takes."""
+
+import logging
+import re
+
+import lightning as L
+from _metrics_helpers import StubExtractor
+
+from ganlab.callbacks.metrics import MetricsCallback
+
+from ganlab.callbacks.progress import GeneratorStepProgressBar
+from ganlab.train import train
+
+QUIET = ["callbacks=none", "logger=[]", "trainer.enable_model_summary=false"]
+
+
+class Watch(L.Callback):
+    """Records the bar's (completed, total, description) after every batch (runs after the bar)."""
+
+    def __init__(self, bar):
+        self.bar, self.seen = bar, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        task = self.bar.train_progress_bar
+        self.seen.append((int(task.completed), task.total, task.description))
+
+
+def run(cfg):
+    bar = GeneratorStepProgressBar()
+    watch = Watch(bar)
+    _, trainer = train(cfg, extra_callbacks=[bar, watch])
+    return watch.seen, trainer
+
+
+def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
+    ckpt = ("+callbacks.ckpt={_target_: ganlab.callbacks.checkpoint.RunCheckpoint,"
+            f"dirpath: '{tmp_path}/ckpt', save_last: true}}")
+    cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=3", *QUIET, ckpt)
+    seen, trainer = run(cfg)
+    assert trainer.global_step == 9  # 3 x (2 D steps + 1 G step)
+    assert seen == [(1, 3, "G step"), (2, 3, "G step"), (3, 3, "G step")]
+    cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=5", f"ckpt_path={tmp_path}/ckpt/last.ckpt",
+                   *QUIET, ckpt)
+    seen, _ = run(cfg)
+    assert seen == [(4, 5, "G step"), (5, 5, "G step")]
+
+
+def test_cpu_evaluation_announces_images_rate_and_time(tiny_cfg, caplog):
+    cfg = tiny_cfg("callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "generator_steps=1")
+    cb = MetricsCallback(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,
+                         extractor=StubExtractor(), cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))
+    with caplog.at_level(logging.INFO, logger="ganlab.callbacks.metrics"):
+        train(cfg, extra_callbacks=[cb])
+    said = [r.getMessage() for r in caplog.records if r.name == "ganlab.callbacks.metrics"]
+    assert said[0] == ("metrics at generator step 1: 24 generated images and 16 real ones (once, unless cached) "
+                       "through InceptionV3 on CPU (rate and time follow after the first batch)")
+    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 16 real images at [0-9.]+ images/s, about \d+ s in all", said[1])
+    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 24 generated images at [0-9.]+ images/s, about \d+ s in all",
+                        said[2])
