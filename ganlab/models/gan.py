@@ -58,6 +58,7 @@ class GAN(L.LightningModule):
         instance_noise: float = 0.0,
         instance_noise_steps: int = 0,
         augment: Augmentation | None = None,
+        lecam: nn.Module | None = None,
         ema_decay: float | None = 0.999,
         ema_start: int = 0,
         d_weight_clip: float | None = None,
@@ -77,6 +78,7 @@ class GAN(L.LightningModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         self.n_critic = n_critic
         self.regularizers = list(regularizers or ())
+        self.lecam = lecam  # a child module: its EMAs are in the state_dict
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.augment = augment
         self.ema_decay, self.ema_start = ema_decay, ema_start
@@ -180,8 +182,9 @@ class GAN(L.LightningModule):
         stats = {"d/real_score": self.loss.score(d_real).mean().detach(),
                  "d/fake_score": self.loss.score(d_fake).mean().detach()}
         total = adv
-        for reg in self.regularizers:
-            penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step)
+        for reg in self.regularizers + ([self.lecam] if self.lecam is not None else []):
+            penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step,
+                          d_real=d_real, d_fake=d_fake)
             stats[f"reg/{type(reg).__name__}"] = penalty.detach()
             total = total + penalty
         opt.zero_grad(set_to_none=True)
