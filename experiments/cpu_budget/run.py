@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/ganlab_cpu_budget")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--score-only", action="store_true", help="score an existing --work folder")
+    ap.add_argument("--train-only", action="store_true", help="train both arms, score later (--score-only)")
     ap.add_argument("override", nargs="*", help="extra ganlab.train overrides for the ganlab arm")
     args = ap.parse_args()
     work, out = Path(args.work), Path(args.out)
@@ -167,6 +168,10 @@ def main() -> None:
                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "train": train(args, work)}
         json.dump(res, open(res_path, "w"), indent=2)
+    res["steps"] = steps(work)
+    json.dump(res, open(res_path, "w"), indent=2)
+    if args.train_only:
+        return
     res["steps"] = steps(work)
     res["score"] = score(args, work)
     json.dump(res, open(res_path, "w"), indent=2)

@@ -35,8 +35,9 @@ ARMS = {
     "none": ["model/augment=none"],
     "diffaug": ["model/augment=diffaug"],
     "ada": ["model/augment=ada"],
-    "diffaug+lecam": ["model/augment=diffaug", "+model/regularizer@model.regularizers.lecam=lecam"],
-    "ada+lecam": ["model/augment=ada", "+model/regularizer@model.regularizers.lecam=lecam"],
+    "diffaug+lecam": ["model/augment=diffaug", "model/lecam=default"],
+    "ada+lecam": ["model/augment=ada", "model/lecam=default"],
+    "lecam": ["model/lecam=default"],
 }
 METRICS = ("fid", "kid_mean", "kid_std", "precision", "recall")
 
