@@ -438,6 +438,13 @@ def _kept_rows(manifest: dict) -> np.ndarray:
     return np.setdiff1d(np.arange(manifest["counts"]["selected"], dtype=np.int64), skipped)
 
 
+def with_all_split(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add ``"all"``: every row of every split, sorted (train on / score against the whole set)."""
+    if "all" in splits or not splits:
+        return dict(splits)
+    return {**splits, "all": np.unique(np.concatenate(list(splits.values()))).astype(np.int64)}
+
+
 # -- the entry point ------------------------------------------------------------------------------
 def prepare(
     source: str = "auto",
@@ -476,6 +483,7 @@ def prepare(
     entry = src.entry(folder)
     loaded = _cache.get_or_build(entry, _builder(src, num_workers, progress))
     ann = src.annotate(_kept_rows(loaded.manifest), loaded, req)
+    ann.splits = with_all_split(ann.splits)
     fingerprint = _cache.digest({"images": entry.key, "metadata": src.metadata(), "prepared": ann.info})
     manifest = {
         **loaded.manifest,

@@ -1,0 +1,200 @@
+"""Small face sets: does discriminator augmentation (DiffAugment, ADA, + LeCam) help at CPU-sized budgets?
+
+    OMP_NUM_THREADS=1 python experiments/limited_data/reference.py        # once: all-6,000 reference features
+    python experiments/limited_data/run.py --jobs 2                       # the grid below, 2 jobs at a time
+    python experiments/limited_data/run.py --sizes 1000 --arms none diffaug --steps 400   # a smaller grid
+    python experiments/limited_data/run.py --aggregate                    # tables + grids from finished jobs
+
+Every job trains ``experiment=<--experiment>`` (default ``faces_cpu30``: DCGAN at base width 16, BCE,
+EMA) on ``data.max_images=N`` of the 6,000 shared faces (evenly spread over the files; crop 178,
+Lanczos, 64 px) for the same number of generator steps (``--steps``; the equal budget), in its own
+process with ``OMP_NUM_THREADS=1``, then is scored with ``python -m ganlab.evaluate``: ``--n-fake``
+fakes of the EMA generator (noise seed 0) against ALL 6,000 faces (``data.split=all``, the cached
+reference of reference.py), FID / KID / precision / recall. With few fakes FID is biased upward
+(it falls as n_fake grows), so these numbers rank arms at equal n_fake; they are not comparable
+with 3,000- or 50,000-sample FIDs. Jobs with a result in ``--work`` are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DATA = ["data=celeba", "data.crop=178", "data.resize_filter=lanczos", "data.resolution=64", "data.split=all",
+        "split=all"]
+#: the arms: overrides of ganlab.train on top of the experiment
+ARMS = {
+    "none": ["model/augment=none"],
+    "diffaug": ["model/augment=diffaug"],
+    "ada": ["model/augment=ada"],
+    # LeCam's EMAs copy the current means for `start` D steps (default 1000): shortened for these budgets
+    "diffaug+lecam": ["model/augment=diffaug", "model/lecam=default", "model.lecam.start=50"],
+    "ada+lecam": ["model/augment=ada", "model/lecam=default", "model.lecam.start=50"],
+    "lecam": ["model/lecam=default", "model.lecam.start=50"],
+}
+METRICS = ("fid", "kid", "kid_std", "precision", "recall")
+
+
+def env1() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.setdefault("GANLAB_DATA", str(REPO.parent / "shared" / "data"))
+    return env
+
+
+def sh(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` (1 thread), appending to ``log``; returns the CPU seconds it used."""
+    with open(log, "a") as f:
+        f.write(" ".join(cmd) + "\n")
+        f.flush()
+        p = subprocess.Popen(cmd, cwd=REPO, env=env1(), stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f"exit {code}: {' '.join(cmd)} (log {log})")
+    return usage.ru_utime + usage.ru_stime
+
+
+def job_name(n: int, arm: str, seed: int) -> str:
+    return f"n{n}_{arm}_s{seed}"
+
+
+def run_job(args, n: int, arm: str, seed: int) -> dict:
+    work = Path(args.work) / job_name(n, arm, seed)
+    done = work / "result.json"
+    if done.exists():
+        return json.load(open(done))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "job.log"
+    train = [sys.executable, "-m", "ganlab.train", f"experiment={args.experiment}", f"data.max_images={n}",
+             f"generator_steps={args.steps}", "++trainer.max_time=null", f"seed={seed}", "data.seed=0",
+             f"checkpoint_every={args.steps}", f"sample_every={args.steps}", f"hydra.run.dir={work / 'train'}",
+             *ARMS[arm], *args.override]
+    ckpt = work / "train" / "checkpoints" / "last.ckpt"
+    trained = work / "train.json"
+    if not trained.exists():
+        t0, load0 = time.time(), os.getloadavg()
+        cpu = sh(train, log)
+        json.dump({"train_seconds": round(time.time() - t0, 1), "train_cpu_seconds": round(cpu, 1),
+                   "load_at_start": [round(x, 2) for x in load0]},
+                  open(trained, "w"))
+    if args.train_only:
+        return {}
+    tr = json.load(open(trained))
+    ev = [sys.executable, "-m", "ganlab.evaluate", *DATA, f"ckpt={ckpt}",
+          f"n_fake={args.n_fake}", "metrics=[fid,kid,prc]", "kid_subset_size=" + str(min(1000, args.n_fake)),
+          f"out={work / 'eval'}", f"hydra.run.dir={work / 'eval'}", "memorization_pairs=0"]
+    sh(ev, log)
+    m = json.load(open(work / "eval" / "metrics.json"))
+    res = {"n_images": n, "arm": arm, "seed": seed, "steps": args.steps, "experiment": args.experiment,
+           **tr,
+           "values": {k: m["values"].get(k) for k in METRICS}, "memorization": {
+               k: v for k, v in m.get("memorization", {}).items() if not isinstance(v, (list, dict))},
+           "protocol": m["protocol"], "commands": {"train": " ".join(train), "evaluate": " ".join(ev)}}
+    json.dump(res, open(done, "w"), indent=2)
+    print(f"{job_name(n, arm, seed)}: FID {res['values']['fid']:.1f} ({tr['train_seconds']:.0f} s training)", flush=True)
+    return res
+
+
+def grid_image(work: Path, n: int, arms: list[str], seed: int, out: Path) -> None:
+    """Arms side by side, 16 generated samples each (EMA generator, noise seed 0), one PNG per size."""
+    import torch
+    from PIL import Image, ImageDraw
+    from torchvision.utils import make_grid
+
+    from ganlab.metrics.sampling import GanSamples
+    from ganlab.models import load_gan
+
+    tiles = []
+    for arm in arms:
+        ck = work / job_name(n, arm, seed) / "train" / "checkpoints" / "last.ckpt"
+        if not ck.exists():
+            continue
+        imgs = GanSamples.create(load_gan(str(ck), map_location="cpu"), 16, seed=0).images(slice(0, 16))
+        g = make_grid(imgs, nrow=4, padding=2).permute(1, 2, 0).numpy()
+        tile = Image.new("RGB", (g.shape[1], g.shape[0] + 16), "white")
+        tile.paste(Image.fromarray(g), (0, 16))
+        ImageDraw.Draw(tile).text((2, 2), arm, fill="black")
+        tiles.append(tile)
+    if not tiles:
+        return
+    w = sum(t.width for t in tiles) + 8 * (len(tiles) - 1)
+    canvas = Image.new("RGB", (w, tiles[0].height), "white")
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width + 8
+    canvas.save(out)
+
+
+def aggregate(args) -> None:
+    work, out = Path(args.work), Path(args.out)
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    results = [json.load(open(p)) for p in sorted(work.glob("*/result.json"))]
+    for r in results:
+        json.dump(r, open(out / "jobs" / f"{job_name(r['n_images'], r['arm'], r['seed'])}.json", "w"), indent=2)
+    sizes = sorted({r["n_images"] for r in results})
+    arms = [a for a in ARMS if any(r["arm"] == a for r in results)]
+    tables = []
+    for key, label, scale, fmt in (("fid", "FID", 1, "{:.1f}"), ("kid", "KID x1e3", 1e3, "{:.1f}"),
+                                   ("precision", "precision", 1, "{:.3f}"), ("recall", "recall", 1, "{:.3f}")):
+        rows = [f"**{label}** (n_fake = {args.n_fake}, all 6,000 reals; mean over seeds, seeds in brackets)", "",
+                f"| images | {' | '.join(arms)} |", "|---:|" + "---:|" * len(arms)]
+        for n in sizes:
+            cells = []
+            for a in arms:
+                vals = [r["values"][key] for r in results if r["n_images"] == n and r["arm"] == a]
+                if not vals:
+                    cells.append("not run")
+                else:
+                    cells.append(fmt.format(scale * sum(vals) / len(vals)) + (f" ({len(vals)})" if len(vals) > 1 else ""))
+            rows.append(f"| {n} | {' | '.join(cells)} |")
+        tables.append("\n".join(rows))
+    secs = [r["train_seconds"] for r in results]
+    md = ["# limited_data results", "", *[t + "\n" for t in tables],
+          f"{len(results)} jobs; training wall time per job {min(secs):.0f}-{max(secs):.0f} s "
+          f"({results[0]['steps']} generator steps, 1 thread, 2 jobs at a time)." if results else "no jobs"]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    json.dump(results, open(out / "results.json", "w"), indent=2)
+    for n in sizes:
+        for seed in sorted({r["seed"] for r in results}):
+            grid_image(work, n, arms, seed, out / f"samples_n{n}_s{seed}.png")
+    print((out / "results.md").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 6000])
+    ap.add_argument("--arms", nargs="+", default=["none", "diffaug", "ada", "diffaug+lecam"], choices=list(ARMS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--steps", type=int, default=800, help="generator steps per job (the equal budget)")
+    ap.add_argument("--n-fake", type=int, default=500)
+    ap.add_argument("--experiment", default="faces_cpu30")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/ganlab_limited_data")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--aggregate", action="store_true", help="only write tables and grids")
+    ap.add_argument("--train-only", action="store_true", help="train the jobs, score them in a later call")
+    ap.add_argument("override", nargs="*", help="extra ganlab.train overrides for every job")
+    args = ap.parse_args()
+    if not args.aggregate:
+        todo = [(n, a, s) for s in args.seeds for n in args.sizes for a in args.arms]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for f in [pool.submit(run_job, args, *t) for t in todo]:
+                try:
+                    f.result()
+                except RuntimeError as err:
+                    print(f"FAILED: {err}", flush=True)
+    if not args.train_only:
+        aggregate(args)
+
+
+if __name__ == "__main__":
+    main()
