@@ -1,5 +1,6 @@
 """Loss history per generator step: ``<run>/losses.csv`` and ``<run>/losses.png`` (D and G
-losses, D(x) and D(G(z)) scores), written every N steps and at the end.
+losses, D(x) and D(G(z)) scores, and with ADA its probability p and overfitting signal r_t),
+written every N steps and at the end.
 
 Works with any logger (it reads the step outputs of the GAN module, not a logger's files) and
 survives resume (the history is part of the callback's checkpointed state). Values stay on the
@@ -15,6 +16,8 @@ import lightning as L
 import torch
 
 KEYS = ("loss/d", "loss/g", "d/real_score", "d/fake_score")
+# recorded when the module returns them (ADA: model/augment=ada)
+OPTIONAL_KEYS = ("aug/p", "aug/r_t")
 
 
 class LossHistory(L.Callback):
@@ -24,13 +27,17 @@ class LossHistory(L.Callback):
         self.every_n_steps = every_n_steps
         self.smooth = smooth
         self.steps: list[int] = []
+        self.keys: tuple[str, ...] = KEYS
         self.values: dict[str, list[float]] = {k: [] for k in KEYS}
         self._pending: list[tuple[int, torch.Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not outputs:
             return
-        self._pending.append((pl_module.generator_step, torch.stack([outputs[k].float() for k in KEYS])))
+        if not self.steps and not self._pending:  # the first step decides the columns
+            self.keys = KEYS + tuple(k for k in OPTIONAL_KEYS if k in outputs)
+            self.values = {k: self.values.get(k, []) for k in self.keys}
+        self._pending.append((pl_module.generator_step, torch.stack([outputs[k].float() for k in self.keys])))
         if self.every_n_steps and pl_module.generator_step % self.every_n_steps == 0:
             self.write(trainer)
 
@@ -43,7 +50,7 @@ class LossHistory(L.Callback):
         values = torch.stack([v for _, v in self._pending]).cpu().tolist()
         for (step, _), row in zip(self._pending, values):
             self.steps.append(step)
-            for k, v in zip(KEYS, row):
+            for k, v in zip(self.keys, row):
                 self.values[k].append(v)
         self._pending.clear()
 
@@ -54,8 +61,8 @@ class LossHistory(L.Callback):
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["generator_step", *KEYS])
-            w.writerows(zip(self.steps, *(self.values[k] for k in KEYS)))
+            w.writerow(["generator_step", *self.keys])
+            w.writerows(zip(self.steps, *(self.values[k] for k in self.keys)))
         self._plot()
 
     def _plot(self) -> None:
@@ -64,15 +71,21 @@ class LossHistory(L.Callback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-        for ax, keys, title in ((ax1, KEYS[:2], "losses"), (ax2, KEYS[2:], "discriminator scores")):
+        panels = [(KEYS[:2], "losses"), (KEYS[2:], "discriminator scores")]
+        if len(self.keys) > len(KEYS):
+            panels.append((self.keys[len(KEYS):], "ADA: augmentation probability p, overfitting signal r_t"))
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True)
+        for ax, (keys, title) in zip(axes, panels):
             for k in keys:
+                if k in OPTIONAL_KEYS:  # p and r_t (an interval's mean) are smooth already
+                    ax.plot(self.steps, self.values[k], label=k)
+                    continue
                 ax.plot(self.steps, self.values[k], alpha=0.3, linewidth=0.8)
                 ax.plot(self.steps, _moving_average(self.values[k], self.smooth), label=k, color=ax.lines[-1].get_color())
             ax.set_title(title)
             ax.legend(loc="best")
             ax.grid(alpha=0.3)
-        ax2.set_xlabel("generator step")
+        axes[-1].set_xlabel("generator step")
         fig.tight_layout()
         self.plot_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(self.plot_path, dpi=100)
@@ -84,7 +97,8 @@ class LossHistory(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = list(state["steps"])
-        self.values = {k: list(state["values"].get(k, [])) for k in KEYS}
+        self.keys = KEYS + tuple(k for k in OPTIONAL_KEYS if k in state["values"])
+        self.values = {k: list(state["values"].get(k, [])) for k in self.keys}
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:

@@ -15,6 +15,9 @@ Lightning pitfalls handled here:
   StyleGAN2-ADA does: averaging running statistics with a slow decay leaves them far from the
   current weights' activations and the EMA generator then outputs flat grey images. The decay
   warms up as ``min(decay, (1+t)/(10+t))`` so short runs get a useful EMA too;
+- discriminator augmentation (``augment``: DiffAugment, ADA) is one child module applied to every
+  image D sees - reals and fakes, D step, G step and regularizers - so its state (ADA's p) is
+  in the state_dict; with ``augment=None`` the loop is exactly the unaugmented one;
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
 - a non-finite loss stops the run before any checkpoint is written from that step, and a
   checkpoint is never written from non-finite weights, so ``last.ckpt`` stays the last good
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganlab.models.augment import Augmentation
 from ganlab.models.losses import AdversarialLoss
 
 
@@ -53,6 +57,8 @@ class GAN(L.LightningModule):
         regularizers: Sequence[Callable] = (),
         instance_noise: float = 0.0,
         instance_noise_steps: int = 0,
+        augment: Augmentation | None = None,
+        lecam: nn.Module | None = None,
         ema_decay: float | None = 0.999,
         ema_start: int = 0,
         d_weight_clip: float | None = None,
@@ -72,7 +78,9 @@ class GAN(L.LightningModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         self.n_critic = n_critic
         self.regularizers = list(regularizers or ())
+        self.lecam = lecam  # a child module: its EMAs are in the state_dict
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
+        self.augment = augment
         self.ema_decay, self.ema_start = ema_decay, ema_start
         self.d_weight_clip = d_weight_clip
         self.g_grad_clip, self.d_grad_clip = g_grad_clip, d_grad_clip
@@ -167,15 +175,16 @@ class GAN(L.LightningModule):
 
     def _discriminator_step(self, opt, real, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
-        real_in, fake_in = self._instance_noise(real), self._instance_noise(fake)
+        real_in, fake_in = self._d_input(real), self._d_input(fake)
         d_real = self.discriminator(real_in, labels)
         d_fake = self.discriminator(fake_in, labels)
         adv = self.loss.discriminator(d_real, d_fake)
         stats = {"d/real_score": self.loss.score(d_real).mean().detach(),
                  "d/fake_score": self.loss.score(d_fake).mean().detach()}
         total = adv
-        for reg in self.regularizers:
-            penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step)
+        for reg in self.regularizers + ([self.lecam] if self.lecam is not None else []):
+            penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step,
+                          d_real=d_real, d_fake=d_fake)
             stats[f"reg/{type(reg).__name__}"] = penalty.detach()
             total = total + penalty
         opt.zero_grad(set_to_none=True)
@@ -189,13 +198,15 @@ class GAN(L.LightningModule):
                     p.clamp_(-self.d_weight_clip, self.d_weight_clip)
         self.untoggle_optimizer(opt)
         self.discriminator_step += 1
+        if self.augment is not None:  # ADA steers p from D's outputs on the (augmented) reals
+            stats.update(self.augment.update(d_real.detach() - self.loss.decision_boundary))
         stats["loss/d"] = adv.detach()
         stats["loss/d_total"] = total.detach()
         return stats
 
     def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
-        loss = self.loss.generator(self.discriminator(self._instance_noise(fake), labels))
+        loss = self.loss.generator(self.discriminator(self._d_input(fake), labels))
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.g_grad_clip:
@@ -203,6 +214,10 @@ class GAN(L.LightningModule):
         opt.step()
         self.untoggle_optimizer(opt)
         return {"loss/g": loss.detach()}
+
+    def _d_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees: the augmented image (gradients flow through to G), plus instance noise."""
+        return self._instance_noise(self.augment(x) if self.augment is not None else x)
 
     def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian instance noise (Sønderby et al. 2017), annealed linearly to 0."""

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 
 class AdversarialLoss:
+    # the logit value between "real" and "fake" (ADA's r_t counts the sign of D(real) - this)
+    decision_boundary = 0.0
+
     def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -69,6 +72,8 @@ class WassersteinLoss(AdversarialLoss):
 
 class LeastSquaresLoss(AdversarialLoss):
     """Mao et al. 2017 (LSGAN, a-b-c = 0-1-1)."""
+
+    decision_boundary = 0.5
 
     def discriminator(self, real, fake):
         return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()

@@ -1,12 +1,18 @@
-"""Discriminator regularizers, added to the D loss: ``penalty(D, real, fake, labels, step)``.
+"""Discriminator regularizers, added to the D loss:
+``penalty(D, real, fake, labels, step, *, d_real, d_fake)``.
 
-They need the discriminator itself (gradients with respect to its input), which is why they
-are separate from the losses.
+``real`` and ``fake`` are the images D saw in the D step (augmented, with instance noise), so
+gradient penalties act on what D sees; ``d_real`` and ``d_fake`` are D's outputs on them, with
+their graph, for regularizers on D's outputs (LeCam); ``step`` counts D steps. They need the
+discriminator itself or its outputs, which is why they are separate from the losses.
+Regularizers with state (LeCam's EMAs) are ``nn.Module``s held by the GAN module, so their
+state is in every checkpoint.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,7 +30,7 @@ class GradientPenalty:
     def __init__(self, weight: float = 10.0) -> None:
         self.weight = weight
 
-    def __call__(self, discriminator, real, fake, labels, step: int) -> torch.Tensor:
+    def __call__(self, discriminator, real, fake, labels, step: int, **outputs) -> torch.Tensor:
         alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
         x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
         grad = _input_gradients(discriminator, x_hat, labels)
@@ -39,8 +45,45 @@ class R1Penalty:
         self.weight = weight
         self.every = every
 
-    def __call__(self, discriminator, real, fake, labels, step: int) -> torch.Tensor:
+    def __call__(self, discriminator, real, fake, labels, step: int, **outputs) -> torch.Tensor:
         if step % self.every:
             return real.new_zeros(())
         grad = _input_gradients(discriminator, real, labels)
         return 0.5 * self.weight * self.every * grad.pow(2).sum(dim=1).mean()
+
+
+class LeCam(nn.Module):
+    """LeCam regularization (Tseng et al. 2021):
+    ``weight * (mean(relu(D(x) - ema_fake)^2) + mean(relu(ema_real - D(G(z)))^2))``, which
+    keeps D's outputs on reals from running away above its recent outputs on fakes and the
+    other way round (a bounded LeCam divergence). The EMAs of D's mean outputs are buffers
+    (checkpointed); they copy the current means for the first ``start`` D steps, as in the
+    paper's code, then average with ``decay``. Needs only D's outputs, so it composes with
+    every loss; under DDP the means are averaged over ranks first.
+    """
+
+    def __init__(self, weight: float = 0.3, decay: float = 0.99, start: int = 1000) -> None:
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"LeCam decay must be in [0, 1), got {decay}")
+        self.weight, self.decay, self.start = weight, decay, start
+        self.register_buffer("ema_real", torch.tensor(0.0))
+        self.register_buffer("ema_fake", torch.tensor(0.0))
+
+    def forward(self, discriminator, real, fake, labels, step: int, *, d_real: torch.Tensor,
+                d_fake: torch.Tensor) -> torch.Tensor:
+        self._update(d_real.detach(), d_fake.detach(), 0.0 if step < self.start else self.decay)
+        reg = F.relu(d_real - self.ema_fake).pow(2).mean() + F.relu(self.ema_real - d_fake).pow(2).mean()
+        return self.weight * reg
+
+    @torch.no_grad()
+    def _update(self, d_real: torch.Tensor, d_fake: torch.Tensor, decay: float) -> None:
+        means = torch.stack([d_real.float().mean(), d_fake.float().mean()])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(means)
+            means /= torch.distributed.get_world_size()
+        self.ema_real.lerp_(means[0], 1.0 - decay)
+        self.ema_fake.lerp_(means[1], 1.0 - decay)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, decay={self.decay}, start={self.start}"
