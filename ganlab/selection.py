@@ -152,8 +152,8 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
     """sha256 over a module's state_dict (names, dtypes, shapes and bytes, in key order)."""
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{t.numel()}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
