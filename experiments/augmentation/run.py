@@ -393,6 +393,8 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--fresh", action="store_true", help="rerun jobs that already have results")
     p.add_argument("--no-aggregate", action="store_true", help="only run the jobs (aggregate in a later call)")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="run no job: aggregate the finished ones of the grid (missing ones are listed)")
     p.add_argument("--only", type=int, nargs=2, metavar=("K", "SEED"), help=argparse.SUPPRESS)
     p.add_argument("--prepare-classifier", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -414,7 +416,7 @@ def main() -> None:
 
     t0, c0 = time.perf_counter(), cpu_seconds()
     todo = [(k, s) for k in args.ks for s in args.seeds
-            if args.fresh or not (jobs_dir / f"k{k}_s{s}.json").exists()]
+            if not args.aggregate_only and (args.fresh or not (jobs_dir / f"k{k}_s{s}.json").exists())]
     # biggest jobs first, so parallel runs end together
     todo.sort(key=lambda ks: -ks[0])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
@@ -451,12 +453,17 @@ def main() -> None:
     if clf_proc is not None and clf_proc.wait():
         sys.exit(f"the label-fidelity classifier failed (see {args.work}/classifier.log)")
     names = [f"k{k}_s{s}" for k in args.ks for s in args.seeds]
+    missing = [n for n in names if not (jobs_dir / f"{n}.json").exists()]
+    names = [n for n in names if n not in missing]
+    if missing:
+        print(f"not run (no job result): {', '.join(missing)}", flush=True)
     clf_info, fid = score_synthetic(args, names)
     prepared = Path(args.work) / "classifier.json"
     if prepared.exists():  # trained by the --prepare-classifier process: its cost, not the cache load's
         clf_info = {**clf_info, **{k: v for k, v in json.loads(prepared.read_text()).items() if k != "from_cache"}}
     jobs = [json.loads((jobs_dir / f"{n}.json").read_text()) for n in names]
     summary = aggregate(args, jobs, clf_info, fid)
+    summary["not_run"] = missing
     summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
     summary["host"] = {"cpus": os.cpu_count(), "parallel_jobs": args.jobs, "torch_threads_per_job": args.threads}
     summary["host"]["machine"] = " ".join(os.uname()[i] for i in (0, 2, 4))
