@@ -145,7 +145,7 @@ def run_job(args, k: int, seed: int) -> dict:
     synth, selection = {}, {}
     for name, extra in (("plain", {}), ("selected", {"filter": "classifier", "filter_threshold": args.threshold,
                                                      "filter_classifier_steps": args.clf_steps,
-                                                     "min_acceptance": 0.002})):
+                                                     "min_acceptance": 0.01})):
         t = time.perf_counter()
         out = work / f"synthetic_{name}"
         request = {"ckpt": str(ckpt), "out": str(out), "per_class": args.m, "seed": seed, "progress": False,
