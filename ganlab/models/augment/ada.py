@@ -14,6 +14,9 @@ one matrix per image and the image is resampled once (``affine_grid`` + ``grid_s
 colour likewise as one 4x4 matrix; kornia applies and resamples each transform separately and
 gates them with the global RNG (base.py explains the own stream). Images whose transform is
 the identity are passed through untouched, so ``p = 0`` is exactly no augmentation.
+Unlike stylegan2-ada, resampling is plain bilinear with reflection padding (no 2x upsampling
+through a wavelet low-pass filter): cheaper, with a little more aliasing. Hue and saturation
+act on 3-channel images only; other channel counts get brightness and contrast.
 """
 
 from __future__ import annotations
