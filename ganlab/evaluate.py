@@ -4,6 +4,10 @@
         [out=DIR] [batch_size=64] [seed=0] [device=auto] [data=faces]
     python -m ganlab.evaluate fake_dir=DIR data=faces [...]
 
+``fake_dir`` is read recursively; the class folders ``ganlab.generate`` writes (labels from its
+``manifest.json``, else the folder names) also give label fidelity, per-class FID and, from the
+manifest, the fraction of each class that sample selection kept.
+
 Writes ``<out>/metrics.json`` (values, protocol, memorisation check, timings), ``<out>/metrics.md``
 (the same as tables) and ``<out>/memorization_pairs.png`` (the generated samples closest to a
 training image, each beside that image). ``out`` defaults to the Hydra run folder
@@ -34,7 +38,8 @@ from ganlab.metrics.inception import get_inception_extractor, resolve_device
 from ganlab.metrics.memorization import memorization_stats, save_pairs_grid
 from ganlab.metrics.reference import reference_features
 from ganlab.metrics.report import build_protocol, markdown_report, write_json
-from ganlab.metrics.sampling import GanSamples, ImageFolder, features_of_batches
+from ganlab.metrics.fake_folder import LabelledImageFolder, kept_fractions
+from ganlab.metrics.sampling import GanSamples, features_of_batches
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +118,10 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
                   "ema": bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None}
         fake_desc = f"{'EMA ' if inputs['ema'] else ''}generator of {inputs['ckpt']}, noise seed {int(cfg.seed)}"
     else:
-        source = ImageFolder(cfg.fake_dir, n=int(cfg.n_fake) if cfg.get("n_fake") else None)
+        # recursive, labels from manifest.json or the class folders (ganlab.metrics.fake_folder)
+        source = LabelledImageFolder(cfg.fake_dir, class_names=list(datamodule.class_names or []),
+                                     label_kind=datamodule.label_kind, channels=int(datamodule.image_shape[0]),
+                                     n=int(cfg.n_fake) if cfg.get("n_fake") else None)
         if cfg.get("n_fake") and len(source) < int(cfg.n_fake):
             warnings.warn(f"{cfg.fake_dir} holds {len(source)} images, fewer than n_fake={int(cfg.n_fake)}")
         inputs = {"fake_dir": os.path.abspath(cfg.fake_dir)}
@@ -137,7 +145,9 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     # -- conditional GANs (ganlab.metrics.classifier): label fidelity = accuracy of a compact CNN
     #    trained on the real split (cached per data fingerprint) on the fakes per requested label,
     #    and per-class FID from the features above. Separate from the metrics maths on purpose.
-    if cfg.get("ckpt") and cfg.get("label_fidelity", True) and int(getattr(model, "num_classes", 0) or 0) > 0:
+    conditional = (int(getattr(model, "num_classes", 0) or 0) > 0 if cfg.get("ckpt")
+                   else getattr(source, "labels", None) is not None)
+    if cfg.get("label_fidelity", True) and conditional:
         from ganlab.metrics.classifier import conditional_report, report_rows
 
         result["conditional"] = conditional_report(
@@ -145,6 +155,8 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
             fake_features=fake.features, split=split, cache_dir=cfg.get("classifier_cache_dir"), device=device,
             batch_size=int(cfg.batch_size), intra_fid=bool(cfg.get("intra_fid", True)))
         log.info("label fidelity: %.4f", result["conditional"]["label_fidelity"]["accuracy"])
+    if cfg.get("fake_dir") and kept_fractions(source.manifest):  # ganlab.generate's sample selection
+        result["selection"] = kept_fractions(source.manifest)
     if cfg.get("memorization", True):
         t2 = time.perf_counter()
         mem = memorization_stats(ref.features, fake.features, device=device)
@@ -178,6 +190,11 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     sections = {"Inputs": inputs, "Memorization (nearest training image, pool3 space)": mem_section}
     if "conditional" in result:  # label fidelity / per-class FID rows (ganlab.metrics.classifier)
         sections["Conditional: label fidelity and per-class FID"] = report_rows(result["conditional"])
+    if "selection" in result:
+        sel = result["selection"]
+        sections["Sample selection (ganlab.generate manifest)"] = {
+            "filter": sel["filter"], "truncation": sel["truncation"], "selector sha256": sel["selector_sha256"],
+            **{f"kept {c}": v for c, v in sel["per_class"].items()}}
     md = markdown_report(values, result["protocol"], title="ganlab evaluation", skipped=skipped,
                          extra_sections={k: v for k, v in sections.items() if v})
     with open(os.path.join(out, "metrics.md"), "w") as f:

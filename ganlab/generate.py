@@ -3,6 +3,11 @@
     python -m ganlab.generate ckpt=PATH out=DIR num_images=N [per_class=N] [classes=[A,B]]
         [attributes=[[Eyeglasses],[]]] [balance=uniform|data] [seed=0] [batch_size=256]
         [format=png] [device=auto] [ema=true] [overwrite=false]
+        [truncation=psi] [filter=none|classifier|discriminator] [filter_threshold=0.9] [min_acceptance=0.01]
+
+Sample selection (``truncation``, ``filter``; :mod:`ganlab.selection` defines each precisely) is
+optional; what was asked, the acceptance rate per class and the selecting model's sha256 are in
+the manifest's ``selection`` entry.
 
 Layout (ImageFolder: one subfolder per label, ready for torchvision's ``ImageFolder``):
 
@@ -54,6 +59,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
+from ganlab.selection import SelectionError, parse_selection, select
+from ganlab.selection import latent as select_latent
 
 log = logging.getLogger(__name__)
 
@@ -384,11 +391,18 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     del blob
     info = checkpoint_label_info(ckpt, model)
     groups = plan_groups(cfg, info)  # validates the request before anything is written
+    spec = parse_selection(cfg)
+    ema = bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None
+    kind = info.get("label_kind")
+    # sample selection (ganlab.selection): the latent indices to write, chosen before anything is written
+    kept, selection = select(model, groups, spec, seed=seed, kind=kind, num_classes=int(info["num_classes"]),
+                             batch_size=batch_size, device=device, ema=ema, ckpt=ckpt, info=info,
+                             cache_dir=cfg.get("classifier_cache_dir"))
     final_out = str(out)
     stage = prepare_out(final_out, bool(cfg.get("overwrite", False)))
     try:  # everything is written beside the target, then swapped in (publish_out)
         return _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, stage, final_out, fmt, ext,
-                          seed, batch_size, device)
+                          seed, batch_size, device, spec, ema, kept, selection)
     except BaseException:
         import shutil
 
@@ -397,16 +411,13 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
 
 def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, final_out, fmt, ext, seed, batch_size,
-               device) -> dict[str, Any]:
+               device, spec, ema, kept, selection) -> dict[str, Any]:
     stage = out
-
-    ema = bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None
-    total = sum(g.count for g in groups)
-    width = max(6, len(str(total - 1)))
     kind = info.get("label_kind")
-    jobs: list[tuple[int, Group]] = []
-    for g in groups:
-        jobs += [(len(jobs) + j, g) for j in range(g.count)]
+
+    total = sum(g.count for g in groups)
+    jobs: list[tuple[int, Group]] = [(i, g) for g, idx in zip(groups, kept) for i in idx]
+    width = max(6, len(str(max(i for i, _ in jobs))))
     for g in groups:
         if g.count:
             os.makedirs(os.path.join(str(out), g.folder), exist_ok=True)
@@ -422,7 +433,7 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
         task = progress.add_task("images", total=total)
         for s in range(0, total, batch_size):
             chunk = jobs[s : s + batch_size]
-            z = torch.stack([latent(seed, i, model.z_dim) for i, _ in chunk]).to(device)
+            z = torch.stack([select_latent(seed, i, model.z_dim, spec.truncation) for i, _ in chunk]).to(device)
             labels = None
             if kind == "class":
                 labels = torch.tensor([g.label for _, g in chunk], dtype=torch.long, device=device)
@@ -448,7 +459,9 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
         "generator": "ema" if ema else "raw",
         "seed": seed,
         "noise": "z_i = torch.randn(z_dim) from a torch.Generator seeded by numpy SeedSequence([seed, i]) "
-                 "(i = latent_index)",
+                 "(i = latent_index)" + ("" if spec.truncation >= 1 else "; components with |z| > "
+                                          "selection.truncation_threshold redrawn from the same generator"),
+        "selection": selection,
         "layout": {"class": "class_folders", "multi_hot": "attribute_combination_folders"}.get(kind, "flat"),
         "label_kind": kind,
         "class_names": list(info["class_names"]),
@@ -495,7 +508,7 @@ def main(cfg: DictConfig) -> None:
     signals.install()  # SIGTERM / SIGINT / SIGUSR1/2: drop the half-built folder and exit 128+N
     try:
         manifest = generate(cfg)
-    except GenerateError as err:
+    except (GenerateError, SelectionError) as err:
         print(f"ganlab.generate: error: {err}", file=sys.stderr)
         sys.exit(2)
     except signals.StopRequested as err:

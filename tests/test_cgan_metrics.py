@@ -100,3 +100,16 @@ def test_label_fidelity_classifier_on_real_fashion_mnist(tmp_path):
     assert held["split"] == "test" and held["n"] == 10000
     assert held["accuracy"] >= 0.89, held
     assert os.path.isfile(info["path"])
+
+
+def test_random_translate_shifts_within_range_with_background_fill():
+    from ganlab.metrics.classifier import random_translate
+
+    x = torch.full((64, 1, 8, 8), -1.0)
+    x[:, :, 3, 3] = 1.0  # one bright pixel
+    out = random_translate(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and ((out == 1.0).sum((1, 2, 3)) == 1).all()  # never cropped away at t=2
+    pos = torch.nonzero(out[:, 0] == 1.0)[:, 1:]
+    assert pos.min() >= 1 and pos.max() <= 5 and len({tuple(p) for p in pos.tolist()}) > 10
+    assert set(out.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(out, random_translate(x, 2, torch.Generator().manual_seed(0)))

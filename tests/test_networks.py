@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
+from ganlab.models.networks.conditioning import ConditionalBatchNorm2d
 from ganlab.models.networks.dcgan import DCGANDiscriminator, DCGANGenerator, start_size
 from ganlab.models.networks.mlp import MLPDiscriminator, MLPGenerator
 
@@ -58,12 +59,15 @@ def test_spectral_norm_flag():
 
 
 @pytest.mark.parametrize("kind", ["class", "multi_hot"])
-@pytest.mark.parametrize("g_style,d_style", [("concat", "projection"), ("cbn", "concat")])
+@pytest.mark.parametrize("g_style,d_style", [("concat", "projection"), ("cbn", "concat"), ("concat+cbn", "projection")])
 def test_conditional_labels_change_outputs(kind, g_style, d_style):
     torch.manual_seed(0)
     k = 4
     g = DCGANGenerator(z_dim=8, resolution=32, base_width=8, num_classes=k, label_kind=kind, conditioning=g_style)
     d = DCGANDiscriminator(resolution=32, base_width=8, num_classes=k, label_kind=kind, conditioning=d_style)
+    if g_style == "concat+cbn":  # both paths: an embedding joined to z and label-driven BN scales
+        assert hasattr(g, "embed") and g.convs[0].in_channels == 8 + 8
+        assert all(isinstance(n, ConditionalBatchNorm2d) for n in g.norms)
     if g_style == "cbn":  # zero-initialised label scales: give them values so labels matter
         for n in g.norms:
             torch.nn.init.normal_(n.gamma.embed.weight, 0, 0.5)
@@ -100,3 +104,8 @@ def test_projection_embedding_starts_small(make):
     (a first D loss of ~68 with BCE); it starts at N(0, 0.02) like the other layers."""
     w = make().project.embed.weight
     assert abs(w.std().item() - 0.02) < 0.01
+
+
+def test_unknown_generator_conditioning_is_refused():
+    with pytest.raises(ValueError, match="'concat', 'cbn' or 'concat\\+cbn'"):
+        DCGANGenerator(z_dim=8, resolution=16, base_width=8, num_classes=3, conditioning="film")

@@ -82,13 +82,18 @@ def train_classifier(
     widths: Sequence[int] = DEFAULTS["widths"],
     seed: int = DEFAULTS["seed"],
     hflip: bool = False,
+    translate: int = 0,
     device: str | torch.device = "cpu",
     sample_weights: np.ndarray | None = None,
 ) -> CompactCNN:
     """Train :class:`CompactCNN` on uint8 ``(N, C, H, W)`` images for a fixed number of ``steps``
     (Adam, cosine learning-rate decay to 0, uniform sampling with replacement - or proportional
-    to ``sample_weights``). Deterministic for a given seed on CPU. ``images`` may be a lazy
-    split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read."""
+    to ``sample_weights``). Classic augmentation: ``hflip`` (random horizontal flips) and
+    ``translate=t`` (random crops of the image padded by ``t`` pixels of background, i.e. integer
+    shifts of up to ``t`` px each way). Deterministic for a given seed on CPU. ``images`` may be a
+    lazy split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read."""
+    if not hasattr(images, "shape"):  # a list of arrays; arrays and split views are indexed as they are
+        images = np.asarray(images)
     labels = np.asarray(labels)
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (got {len(images)} images, {len(labels)} labels)")
@@ -110,6 +115,8 @@ def train_classifier(
         if hflip:
             flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if translate:
+            x = random_translate(x, int(translate), gen)
         y = y_all[idx].to(device)
         out = model(x)
         loss = F.cross_entropy(out, y) if label_kind == "class" else F.binary_cross_entropy_with_logits(out, y)
@@ -118,6 +125,26 @@ def train_classifier(
         opt.step()
         sched.step()
     return model.eval()
+
+
+def random_translate(x: torch.Tensor, t: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image shifted by integers in ``[-t, t]`` (both axes), padding with the background value
+    -1 (a random ``H x W`` crop of the ``t``-padded image); shifts drawn from ``gen``."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (t, t, t, t), value=-1.0)
+    dy, dx = (torch.randint(0, 2 * t + 1, (2, n), generator=gen)).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+@torch.no_grad()
+def features(model: CompactCNN, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The 128-d penultimate activations of :class:`CompactCNN` for uint8 images (a cheap feature
+    space for precision / recall where Inception on CPU is too slow)."""
+    model.eval()
+    device = next(model.parameters()).device
+    body = nn.Sequential(model.features, *list(model.head.children())[:-1])
+    return torch.cat([body(_as_float(images[s : s + batch_size], device)).cpu()
+                      for s in range(0, len(images), batch_size)]).numpy()
 
 
 @torch.no_grad()
@@ -292,5 +319,5 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
-__all__ = ["CompactCNN", "accuracy_report", "report_rows", "classifier_cache_path", "conditional_report", "get_label_classifier",
+__all__ = ["CompactCNN", "accuracy_report", "features", "random_translate", "report_rows", "classifier_cache_path", "conditional_report", "get_label_classifier",
            "heldout_split", "per_class_fid", "predict", "train_classifier"]

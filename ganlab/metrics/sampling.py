@@ -125,7 +125,10 @@ def gan_fake_features(
 
 # ---------------------------------------------------------------------------------------------
 class ImageFolder:
-    """Images of a folder (sorted by path, like torch-fidelity), read with PIL as uint8 RGB."""
+    """Images of a folder (sorted by path, like torch-fidelity), read with PIL as uint8 in PIL
+    ``mode`` (RGB; a subclass may read grayscale as ``"L"``)."""
+
+    mode = "RGB"
 
     def __init__(self, root: str, n: int | None = None, recursive: bool = False) -> None:
         files = []
@@ -150,7 +153,8 @@ class ImageFolder:
             w, h = im.size
             if w * h > MAX_DECODE_PIXELS:
                 raise ValueError(f"too large to decode safely: {w}x{h} pixels")
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+            a = np.asarray(im.convert(self.mode), dtype=np.uint8)
+        return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
         files = self.files[indices] if isinstance(indices, slice) else [self.files[i] for i in indices]

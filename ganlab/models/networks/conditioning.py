@@ -3,7 +3,10 @@ conditional GANs (``num_classes=0`` means unconditional).
 
 Labels come in two kinds: ``"class"`` (int64 ``(B,)``) and ``"multi_hot"`` (float ``(B, K)``,
 e.g. CelebA attributes). ``LabelEmbedding`` maps either to a dense vector.
-Generator styles: ``concat`` (embedding concatenated to z) and ``cbn`` (conditional batch norm).
+Generator styles: ``concat`` (embedding concatenated to z), ``cbn`` (conditional batch norm) and
+``concat+cbn`` (both: the label joins z and sets every BN scale / shift, as BigGAN feeds its class
+embedding to the input and to each CBN; CBN alone starts at the identity and learns its class
+signal slowly, so the concat path gives one from step 1).
 Discriminator styles: ``concat`` (embedding joined to the input) and ``projection``
 (Miyato & Koyama 2018: ``logit = psi(h) + <embed(y), h>``).
 """

@@ -51,14 +51,14 @@ class DCGANGenerator(nn.Module):
         self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
         s, k = start_size(resolution)
         widths = stage_widths(k, base_width, max_width)
-        cbn = bool(num_classes) and conditioning == "cbn"
+        if num_classes and conditioning not in ("concat", "cbn", "concat+cbn"):
+            raise ValueError(f"generator conditioning must be 'concat', 'cbn' or 'concat+cbn', got {conditioning!r}")
+        cbn = bool(num_classes) and conditioning in ("cbn", "concat+cbn")
         in_dim = z_dim
-        if num_classes and conditioning == "concat":
+        if num_classes and conditioning in ("concat", "concat+cbn"):
             embed_dim = embed_dim or min(z_dim, 128)
             self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
             in_dim += embed_dim
-        elif num_classes and conditioning != "cbn":
-            raise ValueError(f"generator conditioning must be 'concat' or 'cbn', got {conditioning!r}")
         ins, outs = [in_dim] + widths[:-1], widths
         kernels = [(s, 1, 0)] + [(4, 2, 1)] * (k - 1)
         self.convs = nn.ModuleList(
