@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterable
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ganlab.files import fsync_dir, pid_alive
+
 log = logging.getLogger(__name__)
 
 INTEGRITY_KEY = "ganlab_integrity"
@@ -98,14 +100,6 @@ def content_digest(obj: Any) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def fsync_dir(folder: str | os.PathLike) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_atomic(obj: Any, path: str | os.PathLike, *, write: Callable[[Any, Any], None] = torch.save) -> None:
     """``write(obj, file)`` into a temp file beside ``path``; fsync, rename, fsync the folder.
 
@@ -139,21 +133,11 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
     removed = []
     for p in Path(folder).glob(".*.tmp-*"):
         pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(str(p))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

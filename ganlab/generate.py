@@ -58,6 +58,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
+from ganlab.files import pid_alive
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
 from ganlab.selection import SelectionError, parse_selection, select
 from ganlab.selection import latent as select_latent
@@ -265,16 +266,6 @@ def _sibling(out: str, kind: str, pid: int | None = None) -> str:
     return os.path.join(parent, f".{name}.{kind}-{os.getpid() if pid is None else pid}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def recover_out(out: str) -> None:
     """Clean up after a killed run: drop its half-built folder, finish (or undo) an interrupted swap."""
     import glob
@@ -284,7 +275,7 @@ def recover_out(out: str) -> None:
     for kind in ("partial", "old"):
         for p in sorted(glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*"))):
             pid = p.rsplit("-", 1)[-1]
-            if not pid.isdigit() or _pid_alive(int(pid)):
+            if not pid.isdigit() or pid_alive(int(pid)):
                 continue
             if kind == "old" and not os.path.exists(out):
                 os.replace(p, out)  # killed between the two renames: the previous data set comes back
@@ -328,7 +319,7 @@ def publish_out(stage: str, out: str) -> None:
     swap that a kill interrupted), then delete the previous data set."""
     import shutil
 
-    from ganlab.checkpoints import fsync_dir
+    from ganlab.files import fsync_dir
 
     old = None
     if os.path.isdir(out) and os.listdir(out):

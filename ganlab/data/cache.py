@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from ganlab.files import pid_alive
+
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "digest", "CacheEntry", "Loaded", "get_or_build"]
 
 # Bump when the bytes a build produces for the same inputs change (decode semantics).
@@ -133,19 +135,9 @@ def _remove_temps(entry: CacheEntry) -> None:
     prefix = glob.escape(str(entry.folder / f"{entry.source}-{entry.slot[:10]}-"))
     for p in glob.glob(prefix + "*.tmp-*"):
         pid = p.rsplit(".tmp-", 1)[-1].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.remove(p)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _fsync(path: Path) -> None:
