@@ -39,7 +39,7 @@ def test_celeba_subset_loads(celeba32):
     d = celeba32
     assert d.manifest["source"] == "celeba" and d.manifest["layout"] == "official"
     assert d.images.shape == (6000, 3, 32, 32) and d.manifest["counts"]["skipped"] == 0
-    assert {k: len(v) for k, v in d.splits.items()} == {"train": 4560, "val": 780, "test": 660}
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 4560, "val": 780, "test": 660, "all": 6000}
     assert dict(zip(d.class_names, d.labels.sum(0).astype(int).tolist())) == SUBSET_COUNTS
     first = decode_file(CELEBA / "img_align_celeba" / "000002.jpg", ImageOptions(32, 3, 140))
     np.testing.assert_array_equal(d.images[0], first)
@@ -64,7 +64,8 @@ def test_celeba_subset_quick(tmp_path):
     d = prepare("celeba", CELEBA, resolution=16, crop=108, max_images=600, labels=["Male"],
                 cache_dir=tmp_path, progress=False)
     assert d.images.shape == (600, 3, 16, 16)
-    assert sum(len(v) for v in d.splits.values()) == 600 and set(d.splits) == {"train", "val", "test"}
+    assert sum(len(d.splits[k]) for k in ("train", "val", "test")) == 600 and set(d.splits) == {"train", "val", "test", "all"}
+    assert d.splits["all"].tolist() == list(range(600))  # split=all: every image once
     assert 0 < d.labels.sum() < 600
 
 
@@ -73,6 +74,6 @@ def test_fashion_mnist(tmp_path):
     d = prepare("auto", FASHION, resolution=28, channels=1, labels="class", cache_dir=tmp_path, progress=False)
     assert d.images.shape == (70000, 1, 28, 28)
     assert d.class_names[0] == "T-shirt/top" and d.class_names[9] == "Ankle boot"
-    assert {k: len(v) for k, v in d.splits.items()} == {"train": 60000, "test": 10000}
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 60000, "test": 10000, "all": 70000}
     assert np.bincount(d.labels[d.splits["train"]]).tolist() == [6000] * 10
     assert np.bincount(d.labels[d.splits["test"]]).tolist() == [1000] * 10
