@@ -75,7 +75,7 @@ def test_celeba_without_partition_uses_seeded_split(celeba_root, cache_dir):
     root, _ = celeba_root
     (root / "list_eval_partition.txt").unlink()
     d = _prep("celeba", root, cache_dir, val_fraction=0.2, test_fraction=0.2, seed=3)
-    assert {k: len(v) for k, v in d.splits.items()} == {"train": 9, "val": 3, "test": 3}
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 9, "val": 3, "test": 3, "all": 15}
 
 
 def test_max_images_is_evenly_spaced(celeba_root, cache_dir):
@@ -83,7 +83,7 @@ def test_max_images_is_evenly_spaced(celeba_root, cache_dir):
     d = _prep("celeba", root, cache_dir, max_images=5, labels=["Male"])
     assert len(d) == 5 and [f[0] for f in d.manifest["files"]] == [truth["names"][i] for i in (0, 3, 6, 9, 12)]
     np.testing.assert_array_equal(d.labels[:, 0], truth["values"][[0, 3, 6, 9, 12], ATTRS.index("Male")] > 0)
-    assert set(d.splits) == {"train", "val", "test"}
+    assert set(d.splits) == {"train", "val", "test", "all"}
 
 
 # -- folders ----------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_folder_natural_order_and_classes(tmp_path, cache_dir):
     assert d.images.shape == (6, 1, 16, 16)
     assert d.images[:, 0, 8, 8].tolist() == [10 * (files.index(f) + 1) for f in order]
     assert d.class_names == ["with_mask", "without_mask"] and d.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert list(d.splits) == ["train"]
+    assert list(d.splits) == ["train", "all"]
 
 
 def test_folder_seeded_ratio_split(tmp_path, cache_dir):
@@ -110,10 +110,11 @@ def test_folder_seeded_ratio_split(tmp_path, cache_dir):
     a = _prep("folder", root, cache_dir, val_fraction=0.25, test_fraction=0.1, seed=1)
     b = _prep("folder", root, cache_dir, val_fraction=0.25, test_fraction=0.1, seed=1)
     c = _prep("folder", root, cache_dir, val_fraction=0.25, test_fraction=0.1, seed=2)
-    assert {k: len(v) for k, v in a.splits.items()} == {"train": 13, "val": 5, "test": 2}
+    assert {k: len(v) for k, v in a.splits.items()} == {"train": 13, "val": 5, "test": 2, "all": 20}
     assert all(np.array_equal(a.splits[k], b.splits[k]) for k in a.splits)
     assert not np.array_equal(a.splits["val"], c.splits["val"])
-    assert np.array_equal(np.sort(np.concatenate(list(a.splits.values()))), np.arange(20))
+    assert np.array_equal(np.sort(np.concatenate([a.splits[k] for k in ("train", "val", "test")])), np.arange(20))
+    assert np.array_equal(a.splits["all"], np.arange(20))  # split=all: every image once
     assert a.labels is None and a.label_kind is None and a.class_names == []
     assert a.fingerprint == b.fingerprint != c.fingerprint
 
@@ -182,7 +183,7 @@ def test_faces_source_matches_renderer(cache_dir):
     np.testing.assert_array_equal(d.images, images)
     cols = [ATTRIBUTE_NAMES.index("Smiling"), ATTRIBUTE_NAMES.index("Eyeglasses")]
     np.testing.assert_array_equal(d.labels, attrs[:, cols].astype(np.float32))
-    assert {k: len(v) for k, v in d.splits.items()} == {"train": 63, "val": 7}
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 63, "val": 7, "all": 70}
     gray = prepare("faces", None, resolution=24, num_images=70, seed=4, channels=1, max_images=10,
                    cache_dir=cache_dir, num_workers=0, progress=False)
     assert gray.images.shape == (10, 1, 24, 24)
