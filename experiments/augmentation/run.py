@@ -293,7 +293,7 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
     for r in summary["rows"]:  # what the synthetic images lack: real vs synthetic, 8 per class
         name = f"k{r['k']}_s{r['seeds'][0]}"
         if (work / name / "synthetic_plain.npz").exists():
-            real_vs_synthetic_figure(work / name, r["k"], out / f"real_vs_synthetic_k{r['k']}.png")
+            real_vs_synthetic_figure(work / name, r["k"], out / f"fashion_mnist_vs_synthetic_k{r['k']}.png")
 
 
 def real_vs_synthetic_figure(job: Path, k: int, path: Path, n: int = 8) -> None:
