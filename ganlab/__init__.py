@@ -8,6 +8,6 @@ Flow: ``conf/`` -> :mod:`ganlab.train` -> :mod:`ganlab.data` (LightningDataModul
 __version__ = "0.1.0"
 
 import ganlab.console  # noqa: F401  (entry points: @ganlab.console.user_errors())
-from ganlab.config import register_resolvers as _register_resolvers
+from ganlab.utils.resolvers import register_resolvers as _register_resolvers
 
 _register_resolvers()

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ganlab.files import fsync_dir, pid_alive
+from ganlab.utils.files import fsync_dir, pid_alive
 
 log = logging.getLogger(__name__)
 

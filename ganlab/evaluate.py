@@ -37,7 +37,7 @@ from ganlab.metrics.core import compute_metrics, normalize_metric_names
 from ganlab.metrics.inception import get_inception_extractor, resolve_device
 from ganlab.metrics.memorization import memorization_stats, save_pairs_grid
 from ganlab.metrics.reference import reference_features
-from ganlab.metrics.report import build_protocol, markdown_report, write_json
+from ganlab.metrics.results import build_protocol, markdown_report, write_json
 from ganlab.metrics.fake_folder import LabelledImageFolder, kept_fractions
 from ganlab.metrics.sampling import GanSamples, features_of_batches
 

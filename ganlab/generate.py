@@ -58,7 +58,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
-from ganlab.files import pid_alive
+from ganlab.utils.files import pid_alive
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
 from ganlab.selection import SelectionError, parse_selection, select
 from ganlab.selection import latent as select_latent
@@ -319,7 +319,7 @@ def publish_out(stage: str, out: str) -> None:
     swap that a kill interrupted), then delete the previous data set."""
     import shutil
 
-    from ganlab.files import fsync_dir
+    from ganlab.utils.files import fsync_dir
 
     old = None
     if os.path.isdir(out) and os.listdir(out):
@@ -415,7 +415,7 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
 
     rows: list[dict[str, Any]] = []
     quality = int(cfg.get("jpeg_quality", 95))
-    from ganlab.images import to_uint8
+    from ganlab.utils.pixels import to_uint8
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("ganlab.generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

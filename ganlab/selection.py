@@ -216,7 +216,7 @@ def _channels(blob: Mapping) -> int:
 def classifier_scores(clf: torch.nn.Module, label_kind: str | None) -> Callable:
     """``score(images in [-1, 1], labels) -> (B,)`` probability of the intended label, scored on the
     images as they will be written (quantised to uint8 first)."""
-    from ganlab.images import to_uint8
+    from ganlab.utils.pixels import to_uint8
 
     @torch.no_grad()
     def score(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 import ganlab  # noqa: F401  (registers the config resolvers)
 from ganlab import console, signals
 from ganlab.callbacks.run_metadata import RunMetadata
-from ganlab.callbacks.samples import SampleGrid
+from ganlab.callbacks.sample_grid import SampleGrid
 from ganlab.checkpoints import resolve_ckpt_path
 from ganlab.models.gan import NonFiniteLossError
 

@@ -173,7 +173,7 @@ def test_sigterm_saves_and_resume_is_exact(tmp_path, make_cfg):
     cmd = [sys.executable, "-m", "ganlab.train", f"hydra.run.dir={run}", f"paths.root_dir={tmp_path}",
            f"paths.cache_dir={tmp_path / 'cache'}", "generator_steps=100000", *common,
            # a slow step so the signal lands mid-run: the loss history callback logs every step
-           "+callbacks.loss_history._target_=ganlab.callbacks.loss_plot.LossHistory",
+           "+callbacks.loss_history._target_=ganlab.callbacks.loss_history.LossHistory",
            f"+callbacks.loss_history.csv_path={run}/losses.csv", f"+callbacks.loss_history.plot_path={run}/l.png",
            "+callbacks.loss_history.every_n_steps=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)

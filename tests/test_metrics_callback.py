@@ -1,4 +1,4 @@
-"""MetricsCallback inside real (tiny) training runs of ganlab's GAN."""
+"""Metrics inside real (tiny) training runs of ganlab's GAN."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_callback_logs_inception_metrics_to_csv_json_and_keeps_best(tiny_cfg):
     )
     metrics, trainer = train(cfg)
     run = trainer.default_root_dir
-    cb = next(c for c in trainer.callbacks if isinstance(c, cbm.MetricsCallback))
+    cb = next(c for c in trainer.callbacks if isinstance(c, cbm.Metrics))
 
     # every logger got the values, at the generator step (4 generator steps = 8 optimizer steps)
     rows = read_csv_rows(f"{run}/csv/metrics.csv")
@@ -69,13 +69,13 @@ def test_best_checkpoint_follows_the_best_fid(tiny_cfg, monkeypatch):
     cfg = tiny_cfg("callbacks=none", "logger=csv", "generator_steps=8")
     seen = []
 
-    class Spy(cbm.L.Callback):  # runs after MetricsCallback: what does the best checkpoint hold now?
+    class Spy(cbm.L.Callback):  # runs after Metrics: what does the best checkpoint hold now?
         def on_train_batch_end(self, trainer, pl_module, *a):
             path = f"{trainer.default_root_dir}/checkpoints/best_fid.ckpt"
             if pl_module.generator_step % 2 == 0:
                 seen.append(torch.load(path, map_location="cpu", weights_only=False)["ganlab"]["generator_step"])
 
-    cb = cbm.MetricsCallback(every_n_steps=2, n_fake=8, n_real=16, batch_size=8, extractor=ext,
+    cb = cbm.Metrics(every_n_steps=2, n_fake=8, n_real=16, batch_size=8, extractor=ext,
                              cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir),
                              dirpath=f"{cfg.paths.output_dir}/checkpoints")
     _, trainer = train(cfg, extra_callbacks=[cb, Spy()])
@@ -89,15 +89,15 @@ def test_best_checkpoint_follows_the_best_fid(tiny_cfg, monkeypatch):
     assert data["best"]["generator_step"] == 4 and data["best"]["ckpt_path"] == cb.best_ckpt_path
     # the callback state travels in checkpoints (resume keeps history and best)
     ckpt = torch.load(cb.best_ckpt_path, map_location="cpu", weights_only=False)
-    state = next(v for k, v in ckpt["callbacks"].items() if "MetricsCallback" in k)
-    fresh = cbm.MetricsCallback(extractor=ext)
+    state = next(v for k, v in ckpt["callbacks"].items() if "Metrics" in k)
+    fresh = cbm.Metrics(extractor=ext)
     fresh.load_state_dict(state)
     assert fresh.best["generator_step"] == 4 and len(fresh.history) == 2
 
 
 def test_is_requested_without_logits_is_skipped_with_a_warning(tiny_cfg):
     cfg = tiny_cfg("callbacks=none", "logger=csv", "generator_steps=2")
-    cb = cbm.MetricsCallback(every_n_steps=0, n_fake=8, n_real=16, batch_size=8, metrics=["fid", "is"],
+    cb = cbm.Metrics(every_n_steps=0, n_fake=8, n_real=16, batch_size=8, metrics=["fid", "is"],
                              extractor=StubExtractor(), cache_dir=str(cfg.paths.cache_dir),
                              run_dir=str(cfg.paths.output_dir), dirpath=f"{cfg.paths.output_dir}/checkpoints")
     with pytest.warns(UserWarning, match="IS is skipped"):

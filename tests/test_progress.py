@@ -7,9 +7,9 @@ import re
 import lightning as L
 from _metrics_helpers import StubExtractor
 
-from ganlab.callbacks.metrics import MetricsCallback
+from ganlab.callbacks.metrics import Metrics
 
-from ganlab.callbacks.progress import GeneratorStepProgressBar
+from ganlab.callbacks.rich_progress_bar import RichProgressBar
 from ganlab.train import train
 
 QUIET = ["callbacks=none", "logger=[]", "trainer.enable_model_summary=false"]
@@ -27,14 +27,14 @@ class Watch(L.Callback):
 
 
 def run(cfg):
-    bar = GeneratorStepProgressBar()
+    bar = RichProgressBar()
     watch = Watch(bar)
     _, trainer = train(cfg, extra_callbacks=[bar, watch])
     return watch.seen, trainer
 
 
 def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
-    ckpt = ("+callbacks.ckpt={_target_: ganlab.callbacks.checkpoint.RunCheckpoint,"
+    ckpt = ("+callbacks.ckpt={_target_: ganlab.callbacks.model_checkpoint.ModelCheckpoint,"
             f"dirpath: '{tmp_path}/ckpt', save_last: true}}")
     cfg = make_cfg(tmp_path / "run", "model.n_critic=2", "generator_steps=3", *QUIET, ckpt)
     seen, trainer = run(cfg)
@@ -48,7 +48,7 @@ def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
 
 def test_cpu_evaluation_announces_images_rate_and_time(tiny_cfg, caplog):
     cfg = tiny_cfg("callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "generator_steps=1")
-    cb = MetricsCallback(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,
+    cb = Metrics(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,
                          extractor=StubExtractor(), cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))
     with caplog.at_level(logging.INFO, logger="ganlab.callbacks.metrics"):
         train(cfg, extra_callbacks=[cb])

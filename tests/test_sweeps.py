@@ -18,7 +18,7 @@ import yaml
 
 from _wandb_records import offline_runs, summarize
 from ganlab import report
-from ganlab.callbacks.summary import RunSummary
+from ganlab.callbacks.summary import Summary
 
 TINY = [
     "data.resolution=16", "data.batch_size=16",
@@ -188,7 +188,7 @@ def test_report_sorting_failed_jobs_and_csv_fallback(tmp_path):
 
 
 def test_run_summary_attributes_values_to_their_step(tmp_path):
-    cb = RunSummary(str(tmp_path / "final_metrics.json"), optimized_metric="metrics/fid")
+    cb = Summary(str(tmp_path / "final_metrics.json"), optimized_metric="metrics/fid")
     trainer = SimpleNamespace(callback_metrics={}, is_global_zero=True, global_step=0, world_size=1)
     module = SimpleNamespace(generator_step=0)
     log = [  # (generator step that produced it, what it logged)
@@ -211,7 +211,7 @@ def test_run_summary_attributes_values_to_their_step(tmp_path):
     assert s["optimized_metric"] == {"name": "metrics/fid", "final": 40.0, "best": 40.0, "mode": "min"}
     assert "epoch" not in s["final"]
     # resume: the best values travel with the checkpoint
-    cb2 = RunSummary(str(tmp_path / "b.json"))
+    cb2 = Summary(str(tmp_path / "b.json"))
     cb2.load_state_dict(cb.state_dict())
     trainer.callback_metrics = {"loss/g": torch.tensor(1.2)}
     cb2.on_fit_end(trainer, module)
@@ -234,7 +234,7 @@ def test_shipped_search_configs_minimize_fid(tmp_path, name):
         cfg = compose("train", overrides=[f"hparams_search={name}", f"paths.root_dir={tmp_path}"],
                       return_hydra_config=True)
     assert cfg.optimized_metric == "metrics/fid"
-    assert cfg.callbacks.metrics._target_ == "ganlab.callbacks.metrics.MetricsCallback"
+    assert cfg.callbacks.metrics._target_ == "ganlab.callbacks.metrics.Metrics"
     assert "fid" in cfg.callbacks.metrics.metrics
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and cfg.hydra.sweeper.params
     if name.endswith("optuna"):
@@ -243,7 +243,7 @@ def test_shipped_search_configs_minimize_fid(tmp_path, name):
 
 
 def test_run_summary_reads_losses_on_logging_steps_and_metrics_any_step(tmp_path):
-    cb = RunSummary(str(tmp_path / "s.json"))
+    cb = Summary(str(tmp_path / "s.json"))
     trainer = SimpleNamespace(callback_metrics={}, is_global_zero=True, global_step=0, world_size=1,
                               log_every_n_steps=2, fast_dev_run=False)
     module = SimpleNamespace(generator_step=0)

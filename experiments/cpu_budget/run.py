@@ -121,7 +121,7 @@ def grids(work: Path) -> None:
     import torch
     from PIL import Image
 
-    from ganlab.callbacks.samples import save_grid
+    from ganlab.callbacks.sample_grid import save_grid
     from ganlab.metrics.sampling import GanSamples
     from ganlab.models import load_gan
 

@@ -12,7 +12,7 @@ demo DCGAN of ``conf/train.yaml`` for N generator steps first). Parts:
 
 1. **throughput**: InceptionV3 feature extraction (uint8 images of the data's resolution, resized
    inside the extractor to 299) in images/s;
-2. **in-training evaluation**: what :class:`ganlab.callbacks.metrics.MetricsCallback` does per
+2. **in-training evaluation**: what :class:`ganlab.callbacks.metrics.Metrics` does per
    evaluation (sample ``n_fake`` from the EMA generator, extract, FID + KID + precision/recall
    against cached reference features), against torch-fidelity's ``calculate_metrics`` on the same
    uint8 images (real and fake tensors as Datasets, same weights, ``feature_extractor=

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 import ganlab
 from ganlab.data.procedural_faces import render_faces
-from ganlab.images import to_float
+from ganlab.utils.pixels import to_float
 from ganlab.models.gan import GAN
 from ganlab.models.losses import NonSaturatingLoss
 from ganlab.models.networks.dcgan import DCGANDiscriminator, DCGANGenerator

@@ -10,7 +10,7 @@
   in the same process (basic / Optuna sweeper) gets its own run instead of reusing this one.
 
 Scalars (losses, D scores, ``metrics/*``) and the config reach every logger through Lightning
-and ``ganlab.train``; images go through :func:`ganlab.callbacks.loggers.log_image`.
+and ``ganlab.train``; images go through :func:`ganlab.callbacks.log_image.log_image`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from ganlab.callbacks.samples import save_grid
+from ganlab.callbacks.sample_grid import save_grid
 
-from ganlab.callbacks.loggers import log_image
-from ganlab.images import to_uint8
+from ganlab.callbacks.log_image import log_image
+from ganlab.utils.pixels import to_uint8
 
 
 class LoggerExtras(L.Callback):

@@ -5,7 +5,7 @@ counts the discriminator's optimizer steps too) and once at the end of training,
 
 1. draws ``n_fake`` samples from the EMA generator with fixed noise (``seed``: the same z at every
    evaluation, so the curve is not noisier than it must be), converts them with
-   :func:`ganlab.images.to_uint8` and extracts InceptionV3 pool3 features batch by batch (no
+   :func:`ganlab.utils.pixels.to_uint8` and extracts InceptionV3 pool3 features batch by batch (no
    sample is kept);
 2. compares them with the reference features of ``n_real`` images of ``trainer.datamodule``'s
    ``split``, computed once and cached on disk (:mod:`ganlab.metrics.reference`), so from the
@@ -36,7 +36,7 @@ from ganlab import signals
 
 from ganlab.metrics.core import compute_metrics, normalize_metric_names
 from ganlab.metrics.reference import reference_features
-from ganlab.metrics.report import build_protocol, write_json
+from ganlab.metrics.results import build_protocol, write_json
 from ganlab.metrics.sampling import gan_fake_features
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-class MetricsCallback(L.Callback):
+class Metrics(L.Callback):
     """See the module docstring. Arguments:
 
     every_n_steps: generator steps between evaluations (0: only at the end of training).
@@ -144,7 +144,7 @@ class MetricsCallback(L.Callback):
         self._reference = None
         self._skipped: dict[str, str] = {}
         if "fid" not in self.metrics and save_best:
-            warnings.warn("MetricsCallback: no 'fid' in metrics, so no best_fid.ckpt will be kept")
+            warnings.warn("Metrics: no 'fid' in metrics, so no best_fid.ckpt will be kept")
 
     # -- paths -------------------------------------------------------------------------------
     def _run_dir(self, trainer) -> str:
@@ -175,7 +175,7 @@ class MetricsCallback(L.Callback):
         if "is" in self.metrics and not getattr(self.extractor, "has_logits", False):
             self._skipped["is"] = ("Inception Score needs the original weights file with the logits layer; "
                                    "the weights in use have none")
-            warnings.warn(f"MetricsCallback: {self._skipped['is']} - IS is skipped")
+            warnings.warn(f"Metrics: {self._skipped['is']} - IS is skipped")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = int(pl_module.generator_step)
@@ -229,7 +229,7 @@ class MetricsCallback(L.Callback):
     def _compute(self, trainer, pl_module) -> dict[str, Any]:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "split_images"):
-            raise RuntimeError("MetricsCallback needs trainer.datamodule with split_images()/fingerprint")
+            raise RuntimeError("Metrics needs trainer.datamodule with split_images()/fingerprint")
         if self.extractor is None:
             self.setup(trainer, pl_module, "fit")
         on_cpu = str(self.device or pl_module.device).startswith("cpu")
@@ -291,4 +291,4 @@ class MetricsCallback(L.Callback):
         self._last_step = int(state_dict.get("last_step", -1))
 
 
-__all__ = ["MetricsCallback"]
+__all__ = ["Metrics"]

@@ -38,7 +38,7 @@ DEFAULT_MAXIMIZE = (
 )
 
 
-class RunSummary(L.Callback):
+class Summary(L.Callback):
     def __init__(
         self,
         path: str,
@@ -169,4 +169,4 @@ def read_summary(run_dir: str) -> dict | None:
         return json.load(f)
 
 
-__all__ = ["RunSummary", "read_summary"]
+__all__ = ["Summary", "read_summary"]

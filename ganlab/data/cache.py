@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganlab.files import pid_alive
+from ganlab.utils.files import pid_alive
 
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "digest", "CacheEntry", "Loaded", "get_or_build"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ganlab.data.loader import ArrayBatchLoader
-from ganlab.images import to_float
+from ganlab.utils.pixels import to_float
 
 
 class SplitView:

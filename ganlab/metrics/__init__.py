@@ -3,7 +3,7 @@
 Features come from torch-fidelity's TF-ported InceptionV3 (:mod:`ganlab.metrics.inception`, with
 offline weight resolution); the metric maths is torch-fidelity's, applied to feature arrays by the
 plain function :func:`compute_metrics` (:mod:`ganlab.metrics.core`); real-data features are cached
-per data split (:mod:`ganlab.metrics.reference`). Used by :class:`ganlab.callbacks.metrics.MetricsCallback`
+per data split (:mod:`ganlab.metrics.reference`). Used by :class:`ganlab.callbacks.metrics.Metrics`
 during training and by ``python -m ganlab.evaluate`` afterwards.
 """
 

@@ -429,7 +429,7 @@ def as_uint8_rgb(x) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if x.dtype != torch.uint8:
-        raise TypeError(f"expected uint8 images, got {x.dtype} (convert generator output with ganlab.images.to_uint8)")
+        raise TypeError(f"expected uint8 images, got {x.dtype} (convert generator output with ganlab.utils.pixels.to_uint8)")
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W) images, got shape {tuple(x.shape)}")
     if x.shape[1] == 1:

@@ -48,7 +48,7 @@ class GanSamples:
     @torch.no_grad()
     def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
         """uint8 ``(k, C, H, W)`` CPU images of the given sample indices."""
-        from ganlab.images import to_uint8
+        from ganlab.utils.pixels import to_uint8
 
         dev = _device_of(self.model)
         z = self.z[indices].to(dev)

@@ -9,7 +9,7 @@ steps, ``max_steps // (n_critic + 1)``.
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar as LightningRichProgressBar
 
 
 def total_generator_steps(trainer, pl_module) -> int | None:
@@ -19,7 +19,7 @@ def total_generator_steps(trainer, pl_module) -> int | None:
     return trainer.max_steps // (int(getattr(pl_module, "n_critic", 1)) + 1)
 
 
-class GeneratorStepProgressBar(RichProgressBar):
+class RichProgressBar(LightningRichProgressBar):
     def _get_train_description(self, current_epoch: int) -> str:
         return "G step"
 
@@ -49,4 +49,4 @@ class GeneratorStepProgressBar(RichProgressBar):
         self.refresh()
 
 
-__all__ = ["GeneratorStepProgressBar", "total_generator_steps"]
+__all__ = ["RichProgressBar", "total_generator_steps"]

@@ -21,8 +21,8 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from ganlab import signals
-from ganlab.callbacks.loggers import log_image
-from ganlab.images import to_uint8
+from ganlab.callbacks.log_image import log_image
+from ganlab.utils.pixels import to_uint8
 
 
 def class_rows(num_classes: int, label_kind: str | None, per_row: int, max_rows: int = 10) -> torch.Tensor:

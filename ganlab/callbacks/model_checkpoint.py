@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 import signal
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
 from ganlab import signals
 
 log = logging.getLogger(__name__)
 
 
-class RunCheckpoint(ModelCheckpoint):
+class ModelCheckpoint(LightningModelCheckpoint):
     stopped_by: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -60,4 +60,4 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-__all__ = ["RunCheckpoint"]
+__all__ = ["ModelCheckpoint"]

@@ -1,0 +1,1 @@
+"""Small helpers shared by several ganlab packages (pixel conventions, files, OmegaConf resolvers)."""
