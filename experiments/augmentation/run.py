@@ -1,27 +1,39 @@
 """Does synthetic data from a conditional GAN help a classifier beyond classic augmentation?
 
-For each k (real images per class) and seed, on Fashion-MNIST:
+Two tasks (``--tasks``, default both), each a grid of k (real training images per class) x seeds:
 
-1. draw k real training images per class (seeded) and write them as official-format IDX files;
-2. train the strong conditional recipe ``cgan_fashion_strong`` (CBN generator, projection D with
-   spectral norm, hinge, EMA, DiffAugment), CPU-sized (``--gan-overrides``), on exactly those
-   images (``ganlab.train``, ``--gan-steps`` generator steps);
+* ``fashion-mnist``: 10 classes, 28 px grey, scored on the 10,000 real test images;
+* ``celeba-smiling``: the CelebA attribute Smiling as 2 classes (``Smiling=0`` / ``Smiling=1``) of
+  the shared 6,000-face subset at 32 px (crop 140), k faces per class from the official *train*
+  partition, scored on the 660 real faces of the official *test* partition. (Eyeglasses is not
+  usable there: 22 of the 660 test faces wear glasses.)
+
+For each task, k and seed:
+
+1. draw k real training images per class (seeded) and write them in the data set's own layout
+   (Fashion-MNIST IDX files / a CelebA folder of links + annotation files);
+2. train the strong conditional recipe (``cgan_fashion_strong`` / ``cgan_celeba_strong``: CBN
+   generator, projection D with spectral norm, hinge, EMA, DiffAugment), CPU-sized (:data:`TASKS`),
+   on exactly those images (``ganlab.train``, ``--gan-steps`` generator steps);
 3. write m synthetic images per class with ``ganlab.generate`` twice: without selection, and with
    discriminator rejection sampling (``filter=discriminator``, :data:`SELECTION`) from the GAN's own D;
 4. train the same classifier (:class:`ganlab.metrics.classifier.CompactCNN`, ``--clf-steps`` steps of
-   batch 128, same seed in every arm) on the arms of :data:`ARMS` and score it on the 10,000 real
-   test images (overall and per class);
-5. score each synthetic set: label fidelity (the label-fidelity classifier trained on all 60,000
-   real training images) and precision / recall (Kynkaanniemi et al., k = 3) against 5,000 real
-   training images in that classifier's 128-d feature space (Inception on this CPU is too slow);
+   batch 128, same seed in every arm) on the arms of :data:`ARMS` and score it on the real test
+   images (overall and per class); arms added to :data:`ARMS` later are trained for finished jobs
+   from their saved images (no GAN retraining);
+5. score each synthetic set: label fidelity (the label-fidelity classifier trained on the whole real
+   training split), precision / recall (Kynkaanniemi et al., k = 3) against up to 5,000 real
+   training images in that classifier's 128-d feature space (Inception on this CPU is too slow),
+   and within-class variety (per-pixel standard deviation across a class's images, synthetic / real);
 6. ``aggregate``: mean and 95 % confidence interval (Student t over seeds) of every arm and of the
-   paired gain over real + classic augmentation, table, plots and ``results.json``.
+   paired gain over real + classic augmentation, tables, plots and ``results.json`` per task.
 
-    python experiments/augmentation/run.py --jobs 2          # the study in results/
-    python experiments/augmentation/run.py --ks 10 --seeds 0  # a smaller grid
+    python experiments/augmentation/run.py --jobs 2                       # the study in results/
+    python experiments/augmentation/run.py --tasks fashion-mnist --ks 10 --seeds 0  # a smaller grid
 
-Jobs that already have ``<work>/jobs/k{k}_s{seed}.json`` are skipped (rerun with ``--fresh``).
-Large files (GAN runs, synthetic images) stay in ``--work``; only tables, plots and JSON go to ``--out``.
+Jobs that already have ``<work>/jobs/<job>.json`` are skipped (rerun with ``--fresh``).
+Large files (GAN runs, synthetic images, real subsets) stay in ``--work``; only tables, plots of
+Fashion-MNIST / *generated* faces and JSON go to ``--out`` (never a real CelebA face).
 """
 
 from __future__ import annotations
@@ -56,11 +68,29 @@ BASELINE = "real+classic"
 # first k = 50 runs: every candidate of the GAN's T-shirt/top class read as another class; see README.)
 SELECTION = {"filter": "discriminator", "drs_burn_in": 500, "drs_percentile": 95, "min_acceptance": 0.01}
 GAN_OVERRIDES = ["model.generator.base_width=32", "model.discriminator.base_width=32", "model.generator.z_dim=64"]
+CELEBA_ATTRIBUTE = "Smiling"
+# per task: the cGAN experiment, the overrides that make it CPU-sized and fit the task's labels, the default
+# k's, where its tables go (under --out) and how its test set is described
+TASKS = {
+    "fashion-mnist": {
+        "experiment": "cgan_fashion_strong", "gan_overrides": GAN_OVERRIDES, "ks": [10, 50, 100], "out": ".",
+        "title": "Fashion-MNIST", "test": "the 10,000 real test images", "job": "k{k}_s{seed}",
+    },
+    "celeba-smiling": {
+        "experiment": "cgan_celeba_strong", "ks": [150], "out": "celeba_smiling", "job": "celeba_smiling_k{k}_s{seed}",
+        "gan_overrides": ["data.resolution=32", f"data.labels=[{CELEBA_ATTRIBUTE}]", "data.label_mode=class",
+                          "model.generator.num_classes=2", "model.generator.label_kind=class", *GAN_OVERRIDES],
+        "title": f"CelebA {CELEBA_ATTRIBUTE} (32 px)",
+        "test": "the 660 real faces of the official CelebA test partition (shared subset)",
+    },
+}
 
-def data_root(arg: str | None) -> Path:
+
+def data_root(arg: str | None, task: str = "fashion-mnist") -> Path:
     if arg:
         return Path(arg)
-    return Path(os.environ.get("GANLAB_DATA") or REPO.parent / "shared" / "data") / "fashion-mnist"
+    folder = "fashion-mnist" if task == "fashion-mnist" else "celeba-subset"
+    return Path(os.environ.get("GANLAB_DATA") or REPO.parent / "shared" / "data") / folder
 
 
 def cpu_seconds() -> float:
@@ -68,11 +98,16 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
-def full_datamodule(root: Path, cache: Path):
+def full_datamodule(root: Path, cache: Path, task: str = "fashion-mnist"):
+    """The task's whole data set (train + test splits) as the study's classifiers see it."""
     from ganlab.data.datamodule import GANDataModule
 
-    dm = GANDataModule(source="fashion_mnist", root=str(root), resolution=28, channels=1, labels="class",
-                       cache_dir=str(cache / "data"), num_workers=1)
+    if task == "fashion-mnist":
+        dm = GANDataModule(source="fashion_mnist", root=str(root), resolution=28, channels=1, labels="class",
+                           cache_dir=str(cache / "data"), num_workers=1)
+    else:  # the preprocessing of conf/data/celeba.yaml (crop 140, bilinear) at 32 px, one attribute as 2 classes
+        dm = GANDataModule(source="celeba", root=str(root), resolution=32, channels=3, crop=140,
+                           labels=[CELEBA_ATTRIBUTE], label_mode="class", cache_dir=str(cache / "data"), num_workers=1)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -96,8 +131,37 @@ def real_subset(dm, k: int, seed: int):
     return np.asarray(dm.split_images("train"))[idx], y[idx]
 
 
+def celeba_subset(root: Path, sub: Path, k: int, seed: int) -> int:
+    """k faces per class (attribute off / on) of the official train partition, drawn with ``default_rng(seed)``,
+    written to ``sub`` in CelebA's official layout (links to the JPEGs + the annotation rows). Returns the count."""
+    import numpy as np
+
+    lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    col = lines[1].split().index(CELEBA_ATTRIBUTE)
+    rows = {ln.split()[0]: ln for ln in lines[2:] if ln.strip()}
+    part = dict(ln.split()[:2] for ln in (root / "list_eval_partition.txt").read_text().splitlines() if ln.strip())
+    train = sorted(f for f in rows if part.get(f) == "0")
+    on = np.array([rows[f].split()[1 + col] == "1" for f in train])
+    rng = np.random.default_rng(seed)
+    pick = sorted(train[i] for c in (False, True) for i in rng.choice(np.flatnonzero(on == c), size=k, replace=False))
+    images = sub / "img_align_celeba"
+    images.mkdir(parents=True, exist_ok=True)
+    for f in pick:
+        if not (images / f).exists():
+            (images / f).symlink_to(root / "img_align_celeba" / f)
+    (sub / "list_attr_celeba.txt").write_text("\n".join([str(len(pick)), lines[1], *(rows[f] for f in pick)]) + "\n")
+    (sub / "list_eval_partition.txt").write_text("".join(f"{f} 0\n" for f in pick))
+    return len(pick)
+
+
+def job_name(task: str, k: int, seed: int) -> str:
+    return TASKS[task]["job"].format(k=k, seed=seed)
+
+
 # -- one job -------------------------------------------------------------------------------------------------
-def run_job(args, k: int, seed: int) -> dict:
+def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
+    """One (task, k, seed): the GAN, its two synthetic sets and the classifiers of every arm. With ``previous``
+    (the job's earlier result), only the arms it lacks are trained, from the job's saved images."""
     import numpy as np
     import torch
     from hydra import compose, initialize_config_dir
@@ -109,30 +173,42 @@ def run_job(args, k: int, seed: int) -> dict:
     from ganlab.train import train
 
     torch.set_num_threads(args.threads)
-    work = Path(args.work) / f"k{k}_s{seed}"
+    task = args.task
+    work = Path(args.work) / job_name(task, k, seed)
     work.mkdir(parents=True, exist_ok=True)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     times: dict[str, float] = {}
-    dm = full_datamodule(data_root(args.data), Path(args.work) / "cache")
-    x_real, y_real = real_subset(dm, k, seed)
+    dm = full_datamodule(data_root(args.data, task), Path(args.work) / "cache", task)
     x_test, y_test = np.asarray(dm.split_images("test")), np.asarray(dm.split_labels("test"))
+    sub = work / ("fashion-subset" if task == "fashion-mnist" else "celeba-subset")
+    ckpt = work / "gan" / "checkpoints" / "last.ckpt"
 
-    # 1-2: the cGAN on exactly these images, through the normal training entry point
-    sub = work / "fashion-subset"
-    sub.mkdir(exist_ok=True)
-    write_idx(sub / "train-images-idx3-ubyte.gz", x_real[:, 0])
-    write_idx(sub / "train-labels-idx1-ubyte.gz", y_real)
-    write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:10, 0])
-    write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:10])
+    # 1: the k real images per class, in the data set's own layout (what ganlab.train reads)
+    if task == "fashion-mnist":
+        x_real, y_real = real_subset(dm, k, seed)
+        sub.mkdir(exist_ok=True)
+        write_idx(sub / "train-images-idx3-ubyte.gz", x_real[:, 0])
+        write_idx(sub / "train-labels-idx1-ubyte.gz", y_real)
+        write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:10, 0])
+        write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:10])
+    else:
+        n = celeba_subset(data_root(args.data, task), sub, k, seed)
+        sub_dm = full_datamodule(sub, work / "cache", task)  # the same preprocessing as the GAN's data
+        x_real, y_real = np.asarray(sub_dm.split_images("train")), np.asarray(sub_dm.split_labels("train"))
+        if len(x_real) != n or np.bincount(y_real, minlength=2).tolist() != [k, k]:
+            raise RuntimeError(f"{sub}: expected {k} faces per class, read {np.bincount(y_real).tolist()}")
+    np.savez_compressed(work / "real.npz", x=x_real, y=y_real)
+
+    # 2: the cGAN on exactly these images, through the normal training entry point
     overrides = [
-        f"experiment={args.experiment}", f"data.root={sub}", f"data.cache_dir={work / 'cache'}", "data.num_workers=1",
+        f"experiment={args.experiment or TASKS[task]['experiment']}", f"data.root={sub}",
+        f"data.cache_dir={work / 'cache'}", "data.num_workers=1",
         f"generator_steps={args.gan_steps}", f"seed={seed}", f"sample_every={max(args.gan_steps // 4, 1)}",
         f"checkpoint_every={args.gan_steps}", "trainer.accelerator=cpu", "callbacks=[model_checkpoint,sample_grid]",
         "logger=[]", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
         f"paths.root_dir={work}", f"paths.output_dir={work / 'gan'}", f"paths.cache_dir={work / 'cache'}",
-        *args.gan_overrides,
+        *(TASKS[task]["gan_overrides"] if args.gan_overrides is None else args.gan_overrides),
     ]
-    ckpt = work / "gan" / "checkpoints" / "last.ckpt"
     if not ckpt.exists():
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
@@ -142,14 +218,19 @@ def run_job(args, k: int, seed: int) -> dict:
         train(cfg)
         times["gan_train"] = time.perf_counter() - t
 
-    # 3: m synthetic images per class with ganlab.generate, without and with selection
+    # 3: m synthetic images per class with ganlab.generate, without and with selection (reused when saved)
     synth, selection = {}, {}
     for name, extra in (("plain", {}), ("selected", dict(SELECTION))):
+        if previous is not None and (work / f"synthetic_{name}.npz").exists():
+            with np.load(work / f"synthetic_{name}.npz") as d:
+                synth[name] = (d["x"], d["y"])
+            continue
         t = time.perf_counter()
         out = work / f"synthetic_{name}"
         manifest = generate({"ckpt": str(ckpt), "out": str(out), "per_class": args.m, "seed": seed, "progress": False,
                              "overwrite": True, "device": "cpu", **extra})
-        x = np.stack([np.asarray(Image.open(out / r["file"]))[None] for r in manifest["images"]])
+        x = np.stack([np.asarray(Image.open(out / r["file"])).reshape(x_real.shape[1:][1:] + (-1,))
+                      .transpose(2, 0, 1) for r in manifest["images"]])
         y = np.array([r["class_index"] for r in manifest["images"]], dtype=np.int64)
         np.savez_compressed(work / f"synthetic_{name}.npz", x=x, y=y)
         synth[name] = (x, y)
@@ -159,11 +240,14 @@ def run_job(args, k: int, seed: int) -> dict:
                                                                       sel["per_class"].items()}}
         times[f"generate_{name}"] = time.perf_counter() - t
 
-    # 4: the same classifier on every arm
-    result: dict = {"k": k, "seed": seed, "m": args.m, "gan_steps": args.gan_steps, "clf_steps": args.clf_steps,
-                    "selection_options": SELECTION, "n_real": int(len(x_real)), "accuracy": {}, "per_class": {},
-                    "selection": selection}
+    # 4: the same classifier on every arm (only the missing ones for a finished job)
+    result: dict = previous or {
+        "task": task, "k": k, "seed": seed, "m": args.m, "gan_steps": args.gan_steps, "clf_steps": args.clf_steps,
+        "selection_options": SELECTION, "n_real": int(len(x_real)), "n_test": int(len(x_test)), "accuracy": {},
+        "per_class": {}, "selection": selection}
     for arm, (classic, which, frac) in ARMS.items():
+        if arm in result["accuracy"]:
+            continue
         t = time.perf_counter()
         if which is None:
             x, y, w = x_real, y_real, None
@@ -173,15 +257,21 @@ def run_job(args, k: int, seed: int) -> dict:
             xs, ys = synth[which]
             x, y = np.concatenate([x_real, xs]), np.concatenate([y_real, ys])
             w = np.concatenate([np.full(len(x_real), (1 - frac) / len(x_real)), np.full(len(xs), frac / len(xs))])
-        clf = train_classifier(x, y, num_classes=10, steps=args.clf_steps, batch_size=128, seed=seed,
+        clf = train_classifier(x, y, num_classes=dm.num_classes, steps=args.clf_steps, batch_size=128, seed=seed,
                                sample_weights=w, hflip=classic, translate=2 if classic else 0)
         rep = accuracy_report(predict(clf, x_test), y_test, "class", dm.class_names)
         result["accuracy"][arm] = rep["accuracy"]
         result["per_class"][arm] = {n: v["accuracy"] for n, v in rep["per_class"].items()}
         times[f"clf_{arm}"] = time.perf_counter() - t
-    result["seconds"] = {k_: round(v, 1) for k_, v in times.items()}
-    result["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    result["cpu_seconds"] = round(cpu_seconds() - cpu0, 1)
+    times["total"] = time.perf_counter() - t0
+    if previous is None:
+        result["seconds"] = {k_: round(v, 1) for k_, v in times.items()}
+        result["cpu_seconds"] = round(cpu_seconds() - cpu0, 1)
+    else:  # the cost of the added arms, kept apart from the job's original cost
+        added = result.setdefault("added_arms", [])
+        added.append({"seconds": {k_: round(v, 1) for k_, v in times.items()},
+                      "cpu_seconds": round(cpu_seconds() - cpu0, 1)})
+        result["cpu_seconds"] = round(result["cpu_seconds"] + added[-1]["cpu_seconds"], 1)
     result["threads"] = args.threads
     return result
 
@@ -210,7 +300,7 @@ def aggregate(args, jobs: list[dict], clf_info: dict | None, scores: dict) -> di
             names = list(js[0]["per_class"][arm])
             row["per_class"][arm] = {n: float(sum(j["per_class"][arm][n] for j in js) / len(js)) for n in names}
         for which in ("plain", "selected"):
-            sc = [scores[f"k{k}_s{j['seed']}"][which] for j in js if f"k{k}_s{j['seed']}" in scores]
+            sc = [scores[job_name(args.task, k, j["seed"])][which] for j in js if job_name(args.task, k, j["seed"]) in scores]
             if sc:
                 row[f"synthetic_{which}"] = {m: ci95([s[m] for s in sc]) for m in sc[0]}
             acc = [j["selection"][which]["per_class_acceptance"] for j in js]
@@ -221,9 +311,10 @@ def aggregate(args, jobs: list[dict], clf_info: dict | None, scores: dict) -> di
         rows.append(row)
     cpu = sum(j["cpu_seconds"] for j in jobs) + (clf_info or {}).get("cpu_seconds", 0.0)
     return {"rows": rows, "jobs": jobs, "label_fidelity_classifier": clf_info, "cpu_seconds_total": round(cpu, 1),
-            "settings": {"m": args.m, "gan_steps": args.gan_steps, "clf_steps": args.clf_steps,
-                         "selection": SELECTION, "experiment": args.experiment,
-                         "gan_overrides": args.gan_overrides, "threads": args.threads}}
+            "settings": {"task": args.task, "m": args.m, "gan_steps": args.gan_steps, "clf_steps": args.clf_steps,
+                         "selection": SELECTION, "experiment": args.experiment or TASKS[args.task]["experiment"],
+                         "gan_overrides": TASKS[args.task]["gan_overrides"] if args.gan_overrides is None
+                         else args.gan_overrides, "threads": args.threads}}
 
 
 def write_outputs(summary: dict, out: Path, work: Path) -> None:
@@ -238,10 +329,11 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
     s = summary["settings"]
     pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['ci95']:.1f}"  # noqa: E731
     sgn = lambda d: f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f}"  # noqa: E731
-    lines = [f"Fashion-MNIST; GAN `{s['experiment']}` ({' '.join(s['gan_overrides'])}), {s['gan_steps']} generator "
+    t = TASKS[s["task"]]
+    lines = [f"{t['title']}; GAN `{s['experiment']}` ({' '.join(s['gan_overrides'])}), {s['gan_steps']} generator "
              f"steps on the k real images per class only; m = {s['m']} synthetic images per class; selected = "
              f"`{' '.join(f'{a}={b}' for a, b in s['selection'].items())}` (rejection sampling with the GAN's own D); "
-             f"CompactCNN {s['clf_steps']} steps of batch 128. Accuracy (%) on the 10,000 real test images, mean ± "
+             f"CompactCNN {s['clf_steps']} steps of batch 128. Accuracy (%) on {t['test']}, mean ± "
              "95 % CI (Student t over seeds).", "",
              "## Test accuracy", "", "| arm | " + " | ".join(f"k = {r['k']} ({len(r['seeds'])} seeds)"
                                                             for r in summary["rows"]) + " |",
@@ -255,14 +347,17 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
         if arm != BASELINE:
             lines.append(f"| {arm} | " + " | ".join(sgn(r["gain_vs_" + BASELINE][arm]) for r in summary["rows"]) + " |")
     lines += ["", "## Synthetic sets", "", "label fidelity: accuracy of the full-data label classifier on them; "
-              "precision / recall: k = 3 manifolds, 5,000 real training images, that classifier's 128-d features; "
-              "kept: mean over classes of the fraction of candidates the selection kept.", "",
-              "| k | set | label fidelity | precision | recall | kept |", "| ---: | --- | ---: | ---: | ---: | ---: |"]
+              "precision / recall: k = 3 manifolds, up to 5,000 real training images, that classifier's 128-d "
+              "features; variety: per-pixel standard deviation across a class's images, synthetic / its k real ones "
+              "(mean over classes); kept: mean over classes of the fraction of candidates the selection kept.", "",
+              "| k | set | label fidelity | precision | recall | variety | kept |",
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in summary["rows"]:
         for which in ("plain", "selected"):
             d = r.get(f"synthetic_{which}", {})
             f = lambda m: pct(d[m]) if m in d else "not measured"  # noqa: E731
-            lines.append(f"| {r['k']} | {which} | {f('label_fidelity')} | {f('precision')} | {f('recall')} | "
+            v = f"{d['variety']['mean']:.2f} ± {d['variety']['ci95']:.2f}" if "variety" in d else "not measured"
+            lines.append(f"| {r['k']} | {which} | {f('label_fidelity')} | {f('precision')} | {f('recall')} | {v} | "
                          f"{100 * d.get('acceptance_mean', float('nan')):.1f} % |")
     lines += ["", "## Per-class test accuracy (%, mean over seeds)", ""]
     for r in summary["rows"]:
@@ -284,16 +379,20 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
     ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel("real training images per class (k)")
     ax.set_ylabel("test accuracy (%), mean ± 95% CI")
-    ax.set_title("Fashion-MNIST, CompactCNN")
+    ax.set_title(f"{t['title']}, CompactCNN")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_k.png")
     plt.close(fig)
-    for r in summary["rows"]:  # what the synthetic images lack: real vs synthetic, 8 per class
-        name = f"k{r['k']}_s{r['seeds'][0]}"
-        if (work / name / "synthetic_plain.npz").exists():
-            real_vs_synthetic_figure(work / name, r["k"], out / f"fashion_mnist_vs_synthetic_k{r['k']}.png")
+    for r in summary["rows"]:  # what the synthetic images lack, seed 0 (or the first seed)
+        job = work / job_name(s["task"], r["k"], r["seeds"][0])
+        if not (job / "synthetic_plain.npz").exists():
+            continue
+        if s["task"] == "fashion-mnist":  # real vs synthetic, 8 per class (Fashion-MNIST: MIT licence)
+            real_vs_synthetic_figure(job, r["k"], out / f"fashion_mnist_vs_synthetic_k{r['k']}.png")
+        else:  # generated faces only, next to the within-class statistics of real and synthetic sets
+            synthetic_faces_figure(job, r, out / f"generated_faces_k{r['k']}.png")
 
 
 def real_vs_synthetic_figure(job: Path, k: int, path: Path, n: int = 8) -> None:
@@ -327,8 +426,68 @@ def real_vs_synthetic_figure(job: Path, k: int, path: Path, n: int = 8) -> None:
                                                          Image.NEAREST).save(path)
 
 
+def job_real(job: Path):
+    """The k real training images per class of a finished job (``real.npz``; older Fashion-MNIST jobs: the IDX files)."""
+    import numpy as np
+
+    if (job / "real.npz").exists():
+        with np.load(job / "real.npz") as d:
+            return d["x"], d["y"]
+    from variety import read_idx
+
+    sub = job / "fashion-subset"
+    return read_idx(sub / "train-images-idx3-ubyte.gz")[:, None], read_idx(sub / "train-labels-idx1-ubyte.gz")
+
+
+def class_variety(x, y) -> dict[int, float]:
+    """Per class: the mean over pixels of the per-pixel standard deviation across its images (in [-1, 1])."""
+    import numpy as np
+
+    return {int(c): float((x[y == c] / 127.5 - 1).std(0).mean()) for c in np.unique(y)}
+
+
+def synthetic_faces_figure(job: Path, row: dict, path: Path, n: int = 10) -> None:
+    """Generated faces only (never a real one): per class n plain and n DRS-selected synthetic faces, and a bar
+    chart of the within-class variety of the real faces against the synthetic sets."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sets = {}
+    for which in ("plain", "selected"):
+        with np.load(job / f"synthetic_{which}.npz") as d:
+            sets[which] = (d["x"], d["y"])
+    xr, yr = job_real(job)
+    names = list(row["per_class"][BASELINE])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
+    gap = np.full((3, 32, 4), 255, np.uint8)
+    lines = []
+    for c in range(len(names)):
+        parts = []
+        for which in ("plain", "selected"):
+            x, y = sets[which]
+            parts += [*x[y == c][:n], gap]
+        lines.append(np.concatenate(parts[:-1], axis=2))
+    grid = np.concatenate([np.concatenate([ln, np.full((3, 4, ln.shape[2]), 255, np.uint8)], 1) for ln in lines], 1)
+    axes[0].imshow(grid.transpose(1, 2, 0))
+    axes[0].set_yticks([16 + 36 * c for c in range(len(names))], names)
+    axes[0].set_xticks([16 * n + 16 * 0, 32 * n + 4 + 16 * n], ["plain (generated)", "DRS-selected (generated)"])
+    axes[0].set_title(f"{job.name}: generated faces, one row per class")
+    var = {"real (k per class)": class_variety(xr, yr), **{w: class_variety(*sets[w]) for w in sets}}
+    width = 0.8 / len(var)
+    for i, (label, v) in enumerate(var.items()):
+        axes[1].bar(np.arange(len(names)) + i * width, [v[c] for c in range(len(names))], width, label=label)
+    axes[1].set_xticks(np.arange(len(names)) + width, names)
+    axes[1].set_ylabel("per-pixel std within class")
+    axes[1].set_title("within-class variety")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
-    """The full-data label classifier: label fidelity and precision / recall of every synthetic set."""
+    """The full-data label classifier: label fidelity and precision / recall of every synthetic set, and its
+    within-class variety relative to the job's real images."""
     import numpy as np
     import torch
 
@@ -337,129 +496,155 @@ def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
 
     torch.set_num_threads(args.threads)
     c0, t0 = cpu_seconds(), time.perf_counter()
-    dm = full_datamodule(data_root(args.data), Path(args.work) / "cache")
+    dm = full_datamodule(data_root(args.data, args.task), Path(args.work) / "cache", args.task)
     steps = {"steps": args.fidelity_steps} if args.fidelity_steps else {}
     clf, info = get_label_classifier(dm, cache_dir=str(Path(args.work) / "cache" / "classifier"), **steps)
     info = {"real_test_accuracy": info.get("real_heldout", {}).get("accuracy"),
             "train_seconds": info.get("train_seconds"), "from_cache": info.get("from_cache"),
             "steps": info.get("settings", {}).get("steps")}
-    rows = np.random.default_rng(0).choice(len(dm.split_images("train")), 5000, replace=False)
+    n_train = len(dm.split_images("train"))
+    rows = np.random.default_rng(0).choice(n_train, min(5000, n_train), replace=False)
     real_feat = torch.from_numpy(features(clf, np.asarray(dm.split_images("train"))[np.sort(rows)]))
     out = {}
     for name in names:
+        job = Path(args.work) / name
+        real_var = class_variety(*job_real(job)) if (job / "synthetic_plain.npz").exists() else {}
         for which in ("plain", "selected"):
-            z = Path(args.work) / name / f"synthetic_{which}.npz"
+            z = job / f"synthetic_{which}.npz"
             if not z.exists():
                 continue
             with np.load(z) as d:
                 x, y = d["x"], d["y"]
             prc = compute_metrics(real_feat, torch.from_numpy(features(clf, x)), ["prc"], device="cpu")
-            out.setdefault(name, {})[which] = {"label_fidelity": float((predict(clf, x) == y).mean()),
-                                               "precision": float(prc["precision"]), "recall": float(prc["recall"])}
+            syn_var = class_variety(x, y)
+            out.setdefault(name, {})[which] = {
+                "label_fidelity": float((predict(clf, x) == y).mean()), "precision": float(prc["precision"]),
+                "recall": float(prc["recall"]),
+                "variety": float(np.mean([syn_var[c] / real_var[c] for c in syn_var]))}
     info["cpu_seconds"] = round(cpu_seconds() - c0, 1)
     info["seconds"] = round(time.perf_counter() - t0, 1)
     return info, out
 
 
+def job_done(path: Path) -> bool:
+    """A finished job with a result for every arm of :data:`ARMS`."""
+    return path.exists() and set(ARMS) <= set(json.loads(path.read_text())["accuracy"])
+
+
+def run_jobs(args, todo: list[tuple[str, int, int]]) -> None:
+    """Run the (task, k, seed) jobs as ``--jobs`` parallel subprocesses; stop if one fails."""
+    jobs_dir = Path(args.work) / "jobs"
+    todo.sort(key=lambda j: (j[0] == "fashion-mnist", -j[1]))  # biggest jobs first, so parallel runs end together
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    passthrough = ["--m", str(args.m), "--gan-steps", str(args.gan_steps), "--clf-steps", str(args.clf_steps),
+                   "--threads", str(args.threads), "--work", args.work,
+                   *(["--fidelity-steps", str(args.fidelity_steps)] if args.fidelity_steps else []),
+                   *(["--data", args.data] if args.data else []), *(["--fresh"] if args.fresh else []),
+                   *(["--experiment", args.experiment] if args.experiment else []),
+                   *(["--gan-overrides", *args.gan_overrides] if args.gan_overrides is not None else [])]
+    running: list[tuple[subprocess.Popen, tuple]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            task, k, s = todo.pop(0)
+            name = job_name(task, k, s)
+            log = open(Path(args.work) / f"{name}.log", "a")
+            cmd = [sys.executable, __file__, "--task", task, "--only", str(k), str(s), *passthrough]
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), name))
+            print(f"started {name}", flush=True)
+        time.sleep(2)
+        for proc, name in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, name))
+                if proc.returncode:
+                    failed.append(name)
+                    print(f"FAILED {name} (see {args.work}/{name}.log)", flush=True)
+                else:
+                    print(f"done {name}: {json.loads((jobs_dir / f'{name}.json').read_text())['accuracy']}", flush=True)
+    if failed:
+        sys.exit(f"{len(failed)} job(s) failed: {failed}")
+
+
+def aggregate_task(args, task: str, ks: list[int], c0: float, t0: float) -> None:
+    """Score, aggregate and write the tables / plots of one task from its finished jobs."""
+    args.task = task
+    jobs_dir = Path(args.work) / "jobs"
+    names = [job_name(task, k, s) for k in ks for s in args.seeds]
+    missing = [n for n in names if not (jobs_dir / f"{n}.json").exists()]
+    names = [n for n in names if n not in missing]
+    if missing:
+        print(f"not run (no job result): {', '.join(missing)}", flush=True)
+    if not names:
+        return
+    clf_info, scores = score_synthetic(args, names)
+    prepared = Path(args.work) / ("classifier.json" if task == "fashion-mnist" else f"classifier_{task}.json")
+    if prepared.exists():  # trained by an earlier --prepare-classifier process: its cost, not the cache load's
+        clf_info = {**clf_info, **{k: v for k, v in json.loads(prepared.read_text()).items() if k != "from_cache"}}
+    elif not clf_info.get("from_cache"):
+        prepared.write_text(json.dumps(clf_info, indent=1))
+    jobs = [json.loads((jobs_dir / f"{n}.json").read_text()) for n in names]
+    summary = aggregate(args, jobs, clf_info, scores)
+    summary["not_run"] = missing
+    summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
+    summary["host"] = {"cpus": os.cpu_count(), "parallel_jobs": args.jobs, "torch_threads_per_job": args.threads,
+                       "machine": " ".join(os.uname()[i] for i in (0, 2, 4))}
+    out = Path(args.out) / TASKS[task]["out"]
+    write_outputs(summary, out, Path(args.work))
+    print((out / "results.md").read_text())
+    print(f"{task}: total CPU time of the study: {summary['cpu_seconds_total'] / 60:.1f} min "
+          f"(this invocation so far: {(cpu_seconds() - c0) / 60:.1f} min CPU, "
+          f"{summary['wall_seconds_this_invocation'] / 60:.1f} min wall)", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ks", type=int, nargs="+", default=[10, 50, 100])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--ks", type=int, nargs="+", default=TASKS["fashion-mnist"]["ks"], help="Fashion-MNIST k's")
+    p.add_argument("--face-ks", type=int, nargs="+", default=TASKS["celeba-smiling"]["ks"],
+                   help="CelebA k's (faces per class)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--m", type=int, default=300, help="synthetic images per class")
-    p.add_argument("--gan-steps", type=int, default=1500)
-    p.add_argument("--clf-steps", type=int, default=300)
-    p.add_argument("--experiment", default="cgan_fashion_strong", help="the cGAN experiment config")
-    p.add_argument("--fidelity-steps", type=int, default=None,
-                   help="steps of the full-data label-fidelity classifier (default: ganlab's)")
-    p.add_argument("--gan-overrides", nargs="*", default=GAN_OVERRIDES,
-                   help="Hydra overrides for the cGAN (default: the CPU-sized widths)")
+    p.add_argument("--m", type=int, default=200, help="synthetic images per class")
+    p.add_argument("--gan-steps", type=int, default=600)
+    p.add_argument("--clf-steps", type=int, default=150)
+    p.add_argument("--experiment", default=None, help="the cGAN experiment config (default: the task's)")
+    p.add_argument("--fidelity-steps", type=int, default=800,
+                   help="steps of the full-data label-fidelity classifier")
+    p.add_argument("--gan-overrides", nargs="*", default=None,
+                   help="Hydra overrides for the cGAN (default: the task's CPU-sized widths and labels)")
     p.add_argument("--jobs", type=int, default=1, help="jobs run in parallel (subprocesses)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per job (1: on a busy machine 2 OpenMP threads per process were 10-20x slower)")
-    p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: $GANLAB_DATA/fashion-mnist)")
+    p.add_argument("--data", default=None, help="the data folder (default: $GANLAB_DATA/fashion-mnist or celeba-subset)")
     p.add_argument("--work", default="/tmp/ganlab-augmentation")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--fresh", action="store_true", help="rerun jobs that already have results")
     p.add_argument("--no-aggregate", action="store_true", help="only run the jobs (aggregate in a later call)")
     p.add_argument("--aggregate-only", action="store_true",
                    help="run no job: aggregate the finished ones of the grid (missing ones are listed)")
+    p.add_argument("--task", default="fashion-mnist", choices=list(TASKS), help=argparse.SUPPRESS)
     p.add_argument("--only", type=int, nargs=2, metavar=("K", "SEED"), help=argparse.SUPPRESS)
-    p.add_argument("--prepare-classifier", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     jobs_dir = Path(args.work) / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
 
-    if args.only:
+    if args.only:  # one job (a subprocess of run_jobs)
         k, seed = args.only
-        res = run_job(args, k, seed)
-        (jobs_dir / f"k{k}_s{seed}.json").write_text(json.dumps(res, indent=1))
-        print(json.dumps({x: res[x] for x in ("k", "seed", "accuracy", "seconds", "cpu_seconds")}), flush=True)
-        return
-
-    if args.prepare_classifier:  # train + cache the label-fidelity classifier (runs beside the jobs)
-        info, _ = score_synthetic(args, [])
-        (Path(args.work) / "classifier.json").write_text(json.dumps(info, indent=1))
+        path = jobs_dir / f"{job_name(args.task, k, seed)}.json"
+        previous = json.loads(path.read_text()) if path.exists() and not args.fresh else None
+        res = run_job(args, k, seed, previous)
+        path.write_text(json.dumps(res, indent=1))
+        print(json.dumps({x: res.get(x) for x in ("task", "k", "seed", "accuracy", "seconds", "cpu_seconds")}), flush=True)
         return
 
     t0, c0 = time.perf_counter(), cpu_seconds()
-    todo = [(k, s) for k in args.ks for s in args.seeds
-            if not args.aggregate_only and (args.fresh or not (jobs_dir / f"k{k}_s{s}.json").exists())]
-    # biggest jobs first, so parallel runs end together
-    todo.sort(key=lambda ks: -ks[0])
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
-    passthrough = ["--m", str(args.m), "--gan-steps", str(args.gan_steps), "--clf-steps", str(args.clf_steps),
-                   "--threads", str(args.threads), "--work", args.work,
-                   *(["--fidelity-steps", str(args.fidelity_steps)] if args.fidelity_steps else []),
-                   *(["--data", args.data] if args.data else []),
-                   "--experiment", args.experiment,
-                   "--gan-overrides", *args.gan_overrides]
-    running: list[tuple[subprocess.Popen, tuple]] = []
-    failed = []
-    clf_proc = None  # the label-fidelity classifier is trained after the jobs (at most --jobs processes at once)
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            k, s = todo.pop(0)
-            log = open(Path(args.work) / f"k{k}_s{s}.log", "w")
-            cmd = [sys.executable, __file__, "--only", str(k), str(s), *passthrough]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), (k, s)))
-            print(f"started k={k} seed={s}", flush=True)
-        time.sleep(2)
-        for proc, ks in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, ks))
-                if proc.returncode:
-                    failed.append(ks)
-                    print(f"FAILED k={ks[0]} seed={ks[1]} (see {args.work}/k{ks[0]}_s{ks[1]}.log)", flush=True)
-                else:
-                    acc = json.loads((jobs_dir / f"k{ks[0]}_s{ks[1]}.json").read_text())["accuracy"]
-                    print(f"done k={ks[0]} seed={ks[1]}: {acc}", flush=True)
-    if failed:
-        sys.exit(f"{len(failed)} job(s) failed: {failed}")
-    if args.no_aggregate:
-        return
-    if clf_proc is not None and clf_proc.wait():
-        sys.exit(f"the label-fidelity classifier failed (see {args.work}/classifier.log)")
-    names = [f"k{k}_s{s}" for k in args.ks for s in args.seeds]
-    missing = [n for n in names if not (jobs_dir / f"{n}.json").exists()]
-    names = [n for n in names if n not in missing]
-    if missing:
-        print(f"not run (no job result): {', '.join(missing)}", flush=True)
-    clf_info, fid = score_synthetic(args, names)
-    prepared = Path(args.work) / "classifier.json"
-    if prepared.exists():  # trained by the --prepare-classifier process: its cost, not the cache load's
-        clf_info = {**clf_info, **{k: v for k, v in json.loads(prepared.read_text()).items() if k != "from_cache"}}
-    jobs = [json.loads((jobs_dir / f"{n}.json").read_text()) for n in names]
-    summary = aggregate(args, jobs, clf_info, fid)
-    summary["not_run"] = missing
-    summary["wall_seconds_this_invocation"] = round(time.perf_counter() - t0, 1)
-    summary["host"] = {"cpus": os.cpu_count(), "parallel_jobs": args.jobs, "torch_threads_per_job": args.threads}
-    summary["host"]["machine"] = " ".join(os.uname()[i] for i in (0, 2, 4))
-    write_outputs(summary, Path(args.out), Path(args.work))
-    print((Path(args.out) / "results.md").read_text())
-    print(f"total CPU time of the study: {summary['cpu_seconds_total'] / 60:.1f} min "
-          f"(this invocation: {(cpu_seconds() - c0) / 60:.1f} min CPU, {summary['wall_seconds_this_invocation'] / 60:.1f} "
-          "min wall)")
+    grid = {t: (args.ks if t == "fashion-mnist" else args.face_ks) for t in args.tasks}
+    todo = [(t, k, s) for t, ks in grid.items() for k in ks for s in args.seeds
+            if not args.aggregate_only and (args.fresh or not job_done(jobs_dir / f"{job_name(t, k, s)}.json"))]
+    run_jobs(args, todo)
+    if not args.no_aggregate:
+        for task, ks in grid.items():
+            aggregate_task(args, task, ks, c0, t0)
 
 
 if __name__ == "__main__":
