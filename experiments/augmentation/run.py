@@ -61,6 +61,9 @@ ARMS = {
     "real+classic+selected 0.5": (True, "selected", 0.5),
     "synth only (CAS)": (False, "plain", 1.0),
     "selected only (CAS)": (False, "selected", 1.0),
+    # the recipe variant: fewer, DRS-selected synthetic images (added after the first grid; trained for the
+    # finished jobs from their saved images)
+    "real+classic+selected 0.1": (True, "selected", 0.1),
 }
 BASELINE = "real+classic"
 # the "selected" sets: discriminator rejection sampling with the GAN's own D. (filter=classifier with the
@@ -370,7 +373,7 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ks = [r["k"] for r in summary["rows"]]
-    for arm, marker in zip(ARMS, "osD^v<>x"):
+    for arm, marker in zip(ARMS, "osD^v<>xP*"):
         ax.errorbar(ks, [100 * r["accuracy"][arm]["mean"] for r in summary["rows"]],
                     yerr=[100 * np.nan_to_num(r["accuracy"][arm]["ci95"]) for r in summary["rows"]],
                     label=arm, marker=marker, capsize=3)
