@@ -449,9 +449,9 @@ def class_variety(x, y) -> dict[int, float]:
     return {int(c): float((x[y == c] / 127.5 - 1).std(0).mean()) for c in np.unique(y)}
 
 
-def synthetic_faces_figure(job: Path, row: dict, path: Path, n: int = 10) -> None:
-    """Generated faces only (never a real one): per class n plain and n DRS-selected synthetic faces, and a bar
-    chart of the within-class variety of the real faces against the synthetic sets."""
+def synthetic_faces_figure(job: Path, row: dict, path: Path, n: int = 8, lines: int = 2) -> None:
+    """Generated faces only (never a real one): per class ``lines`` rows of n plain | n DRS-selected synthetic
+    faces, and a bar chart of the within-class variety of the real faces against the synthetic sets."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -461,27 +461,32 @@ def synthetic_faces_figure(job: Path, row: dict, path: Path, n: int = 10) -> Non
             sets[which] = (d["x"], d["y"])
     xr, yr = job_real(job)
     names = list(row["per_class"][BASELINE])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
-    gap = np.full((3, 32, 4), 255, np.uint8)
-    lines = []
+    size = xr.shape[-1]
+    white = lambda h, w: np.full((3, h, w), 255, np.uint8)  # noqa: E731
+    rows = []
     for c in range(len(names)):
-        parts = []
-        for which in ("plain", "selected"):
-            x, y = sets[which]
-            parts += [*x[y == c][:n], gap]
-        lines.append(np.concatenate(parts[:-1], axis=2))
-    grid = np.concatenate([np.concatenate([ln, np.full((3, 4, ln.shape[2]), 255, np.uint8)], 1) for ln in lines], 1)
+        for i in range(lines):
+            parts = []
+            for which in ("plain", "selected"):
+                x, y = sets[which]
+                tiles = list(x[y == c][i * n : (i + 1) * n])
+                parts += [*tiles, *[white(size, size)] * (n - len(tiles)), white(size, 6)]
+            rows.append(np.concatenate(parts[:-1], axis=2))
+        rows.append(white(6, rows[-1].shape[2]))
+    grid = np.concatenate(rows[:-1], axis=1)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
     axes[0].imshow(grid.transpose(1, 2, 0))
-    axes[0].set_yticks([16 + 36 * c for c in range(len(names))], names)
-    axes[0].set_xticks([16 * n + 16 * 0, 32 * n + 4 + 16 * n], ["plain (generated)", "DRS-selected (generated)"])
-    axes[0].set_title(f"{job.name}: generated faces, one row per class")
-    var = {"real (k per class)": class_variety(xr, yr), **{w: class_variety(*sets[w]) for w in sets}}
+    step = lines * size + 6
+    axes[0].set_yticks([step * c + lines * size / 2 for c in range(len(names))], names)
+    axes[0].set_xticks([n * size / 2, n * size + 6 + n * size / 2], ["plain", "DRS-selected"])
+    axes[0].set_title(f"{job.name}: generated faces only (no real face shown)", fontsize=9)
+    var = {"real (the k per class)": class_variety(xr, yr), **{f"synthetic {w}": class_variety(*sets[w]) for w in sets}}
     width = 0.8 / len(var)
     for i, (label, v) in enumerate(var.items()):
         axes[1].bar(np.arange(len(names)) + i * width, [v[c] for c in range(len(names))], width, label=label)
     axes[1].set_xticks(np.arange(len(names)) + width, names)
-    axes[1].set_ylabel("per-pixel std within class")
-    axes[1].set_title("within-class variety")
+    axes[1].set_ylabel("per-pixel std within class (images in [-1, 1])")
+    axes[1].set_title("within-class variety", fontsize=9)
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
