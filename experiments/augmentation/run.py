@@ -298,6 +298,8 @@ def aggregate(args, jobs: list[dict], clf_info: dict | None, scores: dict) -> di
         row: dict = {"k": k, "seeds": [j["seed"] for j in js], "accuracy": {}, "gain_vs_" + BASELINE: {},
                      "per_class": {}}
         for arm in ARMS:
+            if not all(arm in j["accuracy"] for j in js):  # an arm added later, not yet trained for every seed
+                continue
             row["accuracy"][arm] = ci95([j["accuracy"][arm] for j in js])
             row["gain_vs_" + BASELINE][arm] = ci95([j["accuracy"][arm] - j["accuracy"][BASELINE] for j in js])
             names = list(js[0]["per_class"][arm])
@@ -341,14 +343,16 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
              "## Test accuracy", "", "| arm | " + " | ".join(f"k = {r['k']} ({len(r['seeds'])} seeds)"
                                                             for r in summary["rows"]) + " |",
              "| --- |" + " ---: |" * len(summary["rows"])]
+    cell = lambda r, key, arm, fmt: fmt(r[key][arm]) if arm in r[key] else "not run"  # noqa: E731
     for arm in ARMS:
-        lines.append(f"| {arm} | " + " | ".join(pct(r["accuracy"][arm]) for r in summary["rows"]) + " |")
+        lines.append(f"| {arm} | " + " | ".join(cell(r, "accuracy", arm, pct) for r in summary["rows"]) + " |")
     lines += ["", f"## Gain over {BASELINE} (paired by seed, points)", "",
               "| arm | " + " | ".join(f"k = {r['k']}" for r in summary["rows"]) + " |",
               "| --- |" + " ---: |" * len(summary["rows"])]
     for arm in ARMS:
         if arm != BASELINE:
-            lines.append(f"| {arm} | " + " | ".join(sgn(r["gain_vs_" + BASELINE][arm]) for r in summary["rows"]) + " |")
+            lines.append(f"| {arm} | " + " | ".join(cell(r, "gain_vs_" + BASELINE, arm, sgn) for r in summary["rows"])
+                         + " |")
     lines += ["", "## Synthetic sets", "", "label fidelity: accuracy of the full-data label classifier on them; "
               "precision / recall: k = 3 manifolds, up to 5,000 real training images, that classifier's 128-d "
               "features; variety: per-pixel standard deviation across a class's images, synthetic / its k real ones "
@@ -366,7 +370,7 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
     for r in summary["rows"]:
         names = list(r["per_class"][BASELINE])
         lines += [f"k = {r['k']}", "", "| arm | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
-        for arm in ARMS:
+        for arm in (a for a in ARMS if a in r["per_class"]):
             lines.append(f"| {arm} | " + " | ".join(f"{100 * r['per_class'][arm][n]:.1f}" for n in names) + " |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -374,8 +378,9 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ks = [r["k"] for r in summary["rows"]]
     for arm, marker in zip(ARMS, "osD^v<>xP*"):
-        ax.errorbar(ks, [100 * r["accuracy"][arm]["mean"] for r in summary["rows"]],
-                    yerr=[100 * np.nan_to_num(r["accuracy"][arm]["ci95"]) for r in summary["rows"]],
+        rs = [r for r in summary["rows"] if arm in r["accuracy"]]
+        ax.errorbar([r["k"] for r in rs], [100 * r["accuracy"][arm]["mean"] for r in rs],
+                    yerr=[100 * np.nan_to_num(r["accuracy"][arm]["ci95"]) for r in rs],
                     label=arm, marker=marker, capsize=3)
     ax.set_xscale("log")
     ax.set_xticks(ks)
