@@ -171,6 +171,7 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
     from omegaconf import open_dict
     from PIL import Image
 
+    from ganlab import signals
     from ganlab.generate import generate
     from ganlab.metrics.classifier import accuracy_report, predict, train_classifier
     from ganlab.train import train
@@ -219,6 +220,9 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
             cfg.pop("hydra", None)
         t = time.perf_counter()
         train(cfg)
+        if signals.requested():  # stopped early (SIGTERM / Ctrl-C): never score a half-trained GAN
+            sys.exit(f"{work.name}: GAN training was stopped by a signal before {args.gan_steps} generator steps; "
+                     f"delete {work} to rerun it")
         times["gan_train"] = time.perf_counter() - t
 
     # 3: m synthetic images per class with ganlab.generate, without and with selection (reused when saved)
