@@ -502,6 +502,20 @@ def synthetic_faces_figure(job: Path, row: dict, path: Path, n: int = 8, lines: 
     plt.close(fig)
 
 
+def synthetic_variety(job: Path) -> dict:
+    """Per synthetic set of a job: its within-class variety relative to the job's real images (mean over classes)."""
+    import numpy as np
+
+    real = class_variety(*job_real(job))
+    out = {}
+    for which in ("plain", "selected"):
+        if (job / f"synthetic_{which}.npz").exists():
+            with np.load(job / f"synthetic_{which}.npz") as d:
+                syn = class_variety(d["x"], d["y"])
+            out[which] = {"variety": float(np.mean([syn[c] / real[c] for c in syn]))}
+    return out
+
+
 def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
     """The full-data label classifier: label fidelity and precision / recall of every synthetic set, and its
     within-class variety relative to the job's real images."""
@@ -525,7 +539,7 @@ def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
     out = {}
     for name in names:
         job = Path(args.work) / name
-        real_var = class_variety(*job_real(job)) if (job / "synthetic_plain.npz").exists() else {}
+        variety = synthetic_variety(job)
         for which in ("plain", "selected"):
             z = job / f"synthetic_{which}.npz"
             if not z.exists():
@@ -533,11 +547,10 @@ def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
             with np.load(z) as d:
                 x, y = d["x"], d["y"]
             prc = compute_metrics(real_feat, torch.from_numpy(features(clf, x)), ["prc"], device="cpu")
-            syn_var = class_variety(x, y)
             out.setdefault(name, {})[which] = {
                 "label_fidelity": float((predict(clf, x) == y).mean()), "precision": float(prc["precision"]),
                 "recall": float(prc["recall"]),
-                "variety": float(np.mean([syn_var[c] / real_var[c] for c in syn_var]))}
+                **variety[which]}
     info["cpu_seconds"] = round(cpu_seconds() - c0, 1)
     info["seconds"] = round(time.perf_counter() - t0, 1)
     return info, out
@@ -593,9 +606,14 @@ def aggregate_task(args, task: str, ks: list[int], c0: float, t0: float) -> None
         print(f"not run (no job result): {', '.join(missing)}", flush=True)
     if not names:
         return
-    clf_info, scores = score_synthetic(args, names)
+    if args.no_score:  # no label-fidelity classifier: label fidelity and precision / recall "not measured"
+        clf_info, scores = None, {n: synthetic_variety(Path(args.work) / n) for n in names}
+    else:
+        clf_info, scores = score_synthetic(args, names)
     prepared = Path(args.work) / ("classifier.json" if task == "fashion-mnist" else f"classifier_{task}.json")
-    if prepared.exists():  # trained by an earlier --prepare-classifier process: its cost, not the cache load's
+    if clf_info is None:
+        pass
+    elif prepared.exists():  # trained by an earlier --prepare-classifier process: its cost, not the cache load's
         clf_info = {**clf_info, **{k: v for k, v in json.loads(prepared.read_text()).items() if k != "from_cache"}}
     elif not clf_info.get("from_cache"):
         prepared.write_text(json.dumps(clf_info, indent=1))
@@ -638,6 +656,8 @@ def main() -> None:
     p.add_argument("--no-aggregate", action="store_true", help="only run the jobs (aggregate in a later call)")
     p.add_argument("--aggregate-only", action="store_true",
                    help="run no job: aggregate the finished ones of the grid (missing ones are listed)")
+    p.add_argument("--no-score", action="store_true",
+                   help="aggregate without the label-fidelity classifier (label fidelity, precision / recall not measured)")
     p.add_argument("--task", default="fashion-mnist", choices=list(TASKS), help=argparse.SUPPRESS)
     p.add_argument("--only", type=int, nargs=2, metavar=("K", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
