@@ -613,7 +613,7 @@ def aggregate_task(args, task: str, ks: list[int], c0: float, t0: float) -> None
     prepared = Path(args.work) / ("classifier.json" if task == "fashion-mnist" else f"classifier_{task}.json")
     if clf_info is None:
         pass
-    elif prepared.exists():  # trained by an earlier --prepare-classifier process: its cost, not the cache load's
+    elif prepared.exists():  # trained by an earlier call (or a separate process): its cost, not the cache load's
         clf_info = {**clf_info, **{k: v for k, v in json.loads(prepared.read_text()).items() if k != "from_cache"}}
     elif not clf_info.get("from_cache"):
         prepared.write_text(json.dumps(clf_info, indent=1))
@@ -649,7 +649,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="jobs run in parallel (subprocesses)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per job (1: on a busy machine 2 OpenMP threads per process were 10-20x slower)")
-    p.add_argument("--data", default=None, help="the data folder (default: $GANLAB_DATA/fashion-mnist or celeba-subset)")
+    p.add_argument("--data", default=None, help="the data folder, with one task only (default: $GANLAB_DATA/fashion-mnist or celeba-subset)")
     p.add_argument("--work", default="/tmp/ganlab-augmentation")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--fresh", action="store_true", help="rerun jobs that already have results")
