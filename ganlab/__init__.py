@@ -11,3 +11,13 @@ import ganlab.console  # noqa: F401  (entry points: @ganlab.console.user_errors(
 from ganlab.utils.resolvers import register_resolvers as _register_resolvers
 
 _register_resolvers()
+
+_API = ("load", "Sampler")  # ganlab.api, imported on first use so `import ganlab` stays light
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from ganlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ganlab' has no attribute {name!r}")
