@@ -2,7 +2,8 @@
 
 Flow: ``conf/`` -> :mod:`ganlab.train` -> :mod:`ganlab.data` (LightningDataModule)
 -> :mod:`ganlab.models` (GAN LightningModule = networks + loss) -> :mod:`ganlab.callbacks`
--> loggers / checkpoints.
+-> loggers / checkpoints. :mod:`ganlab.sampling` plans every generated image (grids, metrics,
+generate); ``ganlab.load(path)`` (:mod:`ganlab.api`) samples a checkpoint from a notebook.
 """
 
 __version__ = "0.1.0"

@@ -210,3 +210,29 @@ def test_readme_python_api_snippet_runs(runs, tmp_path, monkeypatch):
     assert all(np.array_equal(np.asarray(p), s[0].numpy()) for p, s in zip(pics, sandals))
     assert torch.equal(sandals, gan.sample(4, seed=0, labels=[5, 5, 5, 5]))
     assert not torch.equal(sandals, gan.sample(4, seed=0, labels="Bag"))
+
+
+def test_api_labels_and_errors(runs, tmp_path):
+    import ganlab
+    from ganlab.api import Sampler
+    from ganlab.checkpoints import CheckpointError
+    from ganlab.generate import GenerateError
+
+    with pytest.raises(CheckpointError, match="nope.*no such checkpoint file or run folder"):
+        ganlab.load(tmp_path / "nope")
+    unc = ganlab.load(runs["unc"] / "checkpoints" / "last.ckpt", device="cpu")
+    with pytest.raises(ValueError, match="unconditional"):
+        unc.sample(2, labels=3)
+    cls = ganlab.load(runs["cls"], device="cpu", ema=False)
+    assert not cls.ema and cls.labels(3, ["Bag", 0, "sneaker"]).tolist() == [8, 0, 7]
+    assert torch.equal(cls.labels(50, None, seed=4), sampling.evaluation_labels(10, "class", 50, 4))
+    with pytest.raises(GenerateError, match="unknown class 'Sweater'"):
+        cls.labels(1, "Sweater")
+    mh = Sampler(cls.model, "x", ["Smiling", "Eyeglasses"])
+    mh.model.generator.label_kind = "multi_hot"  # only the label parsing is exercised here
+    try:
+        assert mh.labels(2, "Eyeglasses+Smiling").tolist() == [[1, 1], [1, 1]]
+        assert mh.labels(2, []).tolist() == [[0, 0], [0, 0]]
+        assert mh.labels(2, [["Smiling"], []]).tolist() == [[1, 0], [0, 0]]
+    finally:
+        mh.model.generator.label_kind = "class"
