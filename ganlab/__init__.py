@@ -2,7 +2,8 @@
 
 Flow: ``conf/`` -> :mod:`ganlab.train` -> :mod:`ganlab.data` (LightningDataModule)
 -> :mod:`ganlab.models` (GAN LightningModule = networks + loss) -> :mod:`ganlab.callbacks`
--> loggers / checkpoints.
+-> loggers / checkpoints. :mod:`ganlab.sampling` plans every generated image (grids, metrics,
+generate); ``ganlab.load(path)`` (:mod:`ganlab.api`) samples a checkpoint from a notebook.
 """
 
 __version__ = "0.1.0"
@@ -11,3 +12,13 @@ import ganlab.console  # noqa: F401  (entry points: @ganlab.console.user_errors(
 from ganlab.utils.resolvers import register_resolvers as _register_resolvers
 
 _register_resolvers()
+
+_API = ("load", "Sampler")  # ganlab.api, imported on first use so `import ganlab` stays light
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from ganlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ganlab' has no attribute {name!r}")

@@ -25,9 +25,11 @@ generate config, the model and data configs, class names and counts, and one row
 (file, class / attributes, seed, latent index); ``out/manifest.csv`` has the per-image rows.
 
 Determinism: image ``i`` (its latent index, counted over the whole job in folder order) gets
-``z_i = randn(z_dim)`` from a ``torch.Generator`` seeded by ``numpy.random.SeedSequence([seed, i])``,
-so the same checkpoint, seed and request give byte-identical files whatever ``batch_size``
-(on CPU; CUDA kernels may differ in the last bit between batch sizes).
+the noise of image ``i`` of :mod:`ganlab.sampling`'s plan of ``seed`` (``z_i = randn(z_dim)`` from a
+``torch.Generator`` seeded by ``numpy.random.SeedSequence([seed, i])``), so the same checkpoint,
+seed and request give byte-identical files whatever ``batch_size`` (on CPU; CUDA kernels may differ
+in the last bit between batch sizes), and image ``i`` is sample ``i`` of an evaluation or of an
+unconditional sample grid with the same seed.
 
 Safety: the checkpoint is read once, with ``weights_only=True`` and the model config's
 ``_target_`` checked (:mod:`ganlab.checkpoints`; ``trust_checkpoint=true`` for trusted files), and
@@ -58,10 +60,10 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
-from ganlab.utils.files import pid_alive
+from ganlab import sampling
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
 from ganlab.selection import SelectionError, parse_selection, select
-from ganlab.selection import latent as select_latent
+from ganlab.utils.files import atomic_write_bytes, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +99,6 @@ def _int_arg(cfg: Mapping, key: str, minimum: int = 1) -> int | None:
     return int(v)
 
 
-def sha256_file(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     """``total`` split over groups proportionally to ``weights`` (largest remainder; ties go to the
     earlier group), so uniform weights give ``total // G`` each and one more to the first ones."""
@@ -119,7 +113,7 @@ def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def _class_index(name: Any, class_names: Sequence[str]) -> int:
+def class_index(name: Any, class_names: Sequence[str]) -> int:
     if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
         if 0 <= int(name) < len(class_names):
             return int(name)
@@ -136,7 +130,7 @@ def _class_index(name: Any, class_names: Sequence[str]) -> int:
     raise GenerateError(f"unknown class {s!r}; the checkpoint's classes: {', '.join(class_names)}")
 
 
-def _combination(combo: Any, attr_names: Sequence[str]) -> list[float]:
+def attribute_vector(combo: Any, attr_names: Sequence[str]) -> list[float]:
     if isinstance(combo, str):
         combo = [] if combo.strip().lower() in ("", "none") else [c for c in combo.split("+") if c]
     if not isinstance(combo, (list, tuple)):
@@ -176,9 +170,9 @@ def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
         if isinstance(per_class, Mapping):
             if classes is not None:
                 raise GenerateError("give either classes=[...] or a per_class mapping, not both")
-            chosen = [_class_index(c, names) for c in per_class]
+            chosen = [class_index(c, names) for c in per_class]
         else:
-            chosen = list(range(k)) if classes is None else [_class_index(c, names) for c in classes]
+            chosen = list(range(k)) if classes is None else [class_index(c, names) for c in classes]
         if len(set(chosen)) != len(chosen):
             raise GenerateError("a class is requested twice")
         folders = folder_names(names)
@@ -188,11 +182,11 @@ def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
             raise GenerateError(f"classes=... is for class-conditional models; this checkpoint is conditioned on "
                                 f"attributes ({', '.join(names)}): use attributes=[[A],[A,B],[]]")
         if isinstance(per_class, Mapping):
-            combos = [_combination(c, names) for c in per_class]
+            combos = [attribute_vector(c, names) for c in per_class]
         elif attributes is not None:
             if not isinstance(attributes, list) or not attributes:
                 raise GenerateError("attributes must be a non-empty list of combinations, e.g. [[Eyeglasses],[]]")
-            combos = [_combination(c, names) for c in attributes]
+            combos = [attribute_vector(c, names) for c in attributes]
         elif k <= MAX_DEFAULT_COMBINATION_ATTRIBUTES:
             combos = [[float(b) for b in bits] for bits in product((0, 1), repeat=k)]
         else:
@@ -229,14 +223,7 @@ def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
     return groups
 
 
-# -- noise and files -----------------------------------------------------------------------------------
-def latent(seed: int, index: int, z_dim: int) -> torch.Tensor:
-    """The noise of image ``index``: depends on ``(seed, index)`` only."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
-    g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    return torch.randn(z_dim, generator=g)
-
-
+# -- files -------------------------------------------------------------------------------------------------
 def _encode(img: np.ndarray, fmt: str, quality: int) -> bytes:
     from PIL import Image
 
@@ -245,20 +232,6 @@ def _encode(img: np.ndarray, fmt: str, quality: int) -> bytes:
     kw = {"quality": int(quality)} if fmt in ("JPEG", "WEBP") else {}
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written ``path``."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _sibling(out: str, kind: str, pid: int | None = None) -> str:
@@ -415,7 +388,6 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
 
     rows: list[dict[str, Any]] = []
     quality = int(cfg.get("jpeg_quality", 95))
-    from ganlab.utils.pixels import to_uint8
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(TextColumn("ganlab.generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -424,16 +396,16 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
         task = progress.add_task("images", total=total)
         for s in range(0, total, batch_size):
             chunk = jobs[s : s + batch_size]
-            z = torch.stack([select_latent(seed, i, model.z_dim, spec.truncation) for i, _ in chunk]).to(device)
+            z = sampling.latents(seed, [i for i, _ in chunk], model.z_dim, spec.truncation)
             labels = None
             if kind == "class":
-                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.long, device=device)
+                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.long)
             elif kind == "multi_hot":
-                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.float32, device=device)
-            images = to_uint8(model.sample(z, labels, ema=ema)).cpu().numpy()
+                labels = sampling.attribute_labels([g.label for _, g in chunk])
+            images = sampling.render(model, z, labels, batch_size=len(chunk), ema=ema).numpy()
             for (i, g), img in zip(chunk, images):
                 rel = f"{g.folder}/{i:0{width}d}.{ext}" if g.folder else f"{i:0{width}d}.{ext}"
-                write_atomic(os.path.join(str(out), rel), _encode(img, fmt, quality))
+                atomic_write_bytes(_encode(img, fmt, quality), os.path.join(str(out), rel))
                 row: dict[str, Any] = {"file": rel, "latent_index": i, "seed": seed}
                 if kind == "class":
                     row.update({"class": g.name, "class_index": g.label})
@@ -449,8 +421,7 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
                        "generator_step": int(getattr(model, "generator_step", -1))},
         "generator": "ema" if ema else "raw",
         "seed": seed,
-        "noise": "z_i = torch.randn(z_dim) from a torch.Generator seeded by numpy SeedSequence([seed, i]) "
-                 "(i = latent_index)" + ("" if spec.truncation >= 1 else "; components with |z| > "
+        "noise": sampling.NOISE_SCHEME + " (i = latent_index; ganlab.sampling)" + ("" if spec.truncation >= 1 else "; components with |z| > "
                                           "selection.truncation_threshold redrawn from the same generator"),
         "selection": selection,
         "layout": {"class": "class_folders", "multi_hot": "attribute_combination_folders"}.get(kind, "flat"),
@@ -468,9 +439,9 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
         "training_label_counts": info.get("label_counts") or {},
         "images": rows,
     }
-    write_atomic(os.path.join(str(out), "manifest.csv"), _manifest_csv(rows, kind, info["class_names"]))
-    write_atomic(os.path.join(str(out), "manifest.json"),
-                 json.dumps(manifest, indent=1, sort_keys=False, default=str).encode())
+    atomic_write_bytes(_manifest_csv(rows, kind, info["class_names"]), os.path.join(str(out), "manifest.csv"))
+    atomic_write_bytes(json.dumps(manifest, indent=1, sort_keys=False, default=str).encode(),
+                       os.path.join(str(out), "manifest.json"))
     publish_out(stage, final_out)
     return manifest
 
@@ -492,20 +463,20 @@ def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> b
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
-@ganlab.console.user_errors()  # a data / option error: ganlab's message alone, exit 1
+@ganlab.console.user_errors()  # data / option / checkpoint errors: ganlab's message alone (console's exit codes)
 def main(cfg: DictConfig) -> None:
     from ganlab import signals
 
     signals.install()  # SIGTERM / SIGINT / SIGUSR1/2: drop the half-built folder and exit 128+N
     try:
         manifest = generate(cfg)
-    except (GenerateError, SelectionError) as err:
+    except (GenerateError, SelectionError) as err:  # a bad request: exit 2, like a bad checkpoint in console
         print(f"ganlab.generate: error: {err}", file=sys.stderr)
         sys.exit(2)
     except signals.StopRequested as err:
         print(f"ganlab.generate: {err}; nothing was published (out is as before), rerun to generate",
               file=sys.stderr)
-        sys.exit(128 + err.signum)
+        signals.finish(err.signum)  # the one signal exit path: a previous handler, then 128 + N
     print(f"wrote {manifest['num_images']} images to {os.path.abspath(str(cfg.out))}")
     for folder, n in manifest["counts"].items():
         print(f"  {folder}: {n}")

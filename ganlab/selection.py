@@ -26,9 +26,10 @@
 
 Determinism: with a filter, candidate ``n`` of label ``c`` has latent index ``i = n * K + c``
 (``K`` = number of classes; for attribute combinations / unconditional models ``c`` is the
-requested group's position and ``K`` the number of groups) and its noise comes from ``(seed, i)``
-alone, so ckpt + seed + options give the same kept set whatever ``batch_size``. Without a filter
-the latent indices are generate's usual ``0 .. N-1`` in folder order.
+requested group's position and ``K`` the number of groups) and its noise is image ``i`` of
+:mod:`ganlab.sampling`'s plan of ``seed`` (from ``(seed, i)`` alone), so ckpt + seed + options give
+the same kept set whatever ``batch_size``. Without a filter the latent indices are generate's usual
+``0 .. N-1`` in folder order.
 
 The count is always met, or :class:`SelectionError` names the label whose acceptance rate fell
 below ``min_acceptance`` (after ``ceil(count / min_acceptance)`` candidates). Nothing is written
@@ -45,6 +46,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+
+from ganlab.sampling import latent, latents, stream, truncation_threshold  # noqa: F401  (latent: re-exported)
+from ganlab.utils.files import sha256_file
 
 FILTERS = (None, "classifier", "discriminator")
 DRS_EPS = 1e-6
@@ -113,38 +117,10 @@ def parse_selection(cfg: Mapping) -> Selection:
     )
 
 
-# -- noise ----------------------------------------------------------------------------------------------
-def truncation_threshold(psi: float) -> float:
-    """``Phi^-1((1 + psi) / 2)``: the half-width of N(0, 1)'s central mass ``psi`` (``inf`` at 1)."""
-    if not 0.0 < psi <= 1.0:
-        raise SelectionError(f"truncation must be in (0, 1], got {psi!r}")
-    if psi >= 1.0:
-        return math.inf
-    return float(torch.special.ndtri(torch.tensor((1.0 + psi) / 2.0, dtype=torch.float64)))
-
-
-def _stream(seed: int, index: int, *extra: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), int(index), *extra]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def latent(seed: int, index: int, z_dim: int, psi: float = 1.0) -> torch.Tensor:
-    """z of latent index ``index``: ``randn(z_dim)`` from ``(seed, index)`` (== ``ganlab.generate.latent``),
-    then, for ``psi < 1``, components beyond the truncation threshold redrawn from the same stream."""
-    g = _stream(seed, index)
-    z = torch.randn(z_dim, generator=g)
-    t = truncation_threshold(psi)
-    if t < math.inf:
-        out = z.abs() > t
-        while out.any():
-            z[out] = torch.randn(int(out.sum()), generator=g)
-            out = z.abs() > t
-    return z
-
-
+# -- noise: ganlab.sampling's plan (candidate i has the z of image i of the plan) ---------------------------
 def uniform(seed: int, index: int) -> float:
     """The DRS acceptance draw of candidate ``index``: a stream of its own, from ``(seed, index)``."""
-    return float(torch.rand(1, generator=_stream(seed, index, 1)))
+    return float(torch.rand(1, generator=stream(seed, index, 1)))
 
 
 # -- scorers ----------------------------------------------------------------------------------------------
@@ -155,14 +131,6 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
         t = t.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}|{t.dtype}|{t.numel()}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -179,7 +147,7 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
             raise SelectionError(f"filter_classifier={spec.classifier_path} is not a ganlab label classifier "
                                  f"(expected a file from ganlab.metrics.classifier's cache): {err}") from None
         return model.to(device).eval(), {"kind": "classifier", "path": os.path.abspath(spec.classifier_path),
-                                         "sha256": _sha256_file(spec.classifier_path)}
+                                         "sha256": sha256_file(spec.classifier_path)}
     data_cfg = (ckpt.get("ganlab_data") or {}).get("data_config")
     if not data_cfg:
         raise SelectionError("filter=classifier needs the training data config stored in the checkpoint "
@@ -201,7 +169,7 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
     model, cinfo = get_label_classifier(dm, split="train", cache_dir=cache_dir, device=device, **settings)
     rec = {"kind": "classifier", "trained_on": f"{dm.hparams.get('source')}:{dm.hparams.get('root')} (train split)",
            "n_train": cinfo.get("n_train"), "steps": cinfo.get("settings", {}).get("steps"),
-           "path": cinfo.get("path"), "sha256": _sha256_file(cinfo["path"]) if cinfo.get("path") else
+           "path": cinfo.get("path"), "sha256": sha256_file(cinfo["path"]) if cinfo.get("path") else
            state_dict_sha256(model)}
     if cinfo.get("real_heldout"):
         rec["real_heldout_accuracy"] = cinfo["real_heldout"]["accuracy"]
@@ -275,7 +243,7 @@ def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | N
 
     def candidates(key: int, label, start: int, n: int) -> tuple[list[int], torch.Tensor, Any]:
         idx = [candidate_index(j, key, stride) for j in range(start, start + n)]
-        z = torch.stack([latent(seed, i, model.z_dim, spec.truncation) for i in idx]).to(device)
+        z = latents(seed, idx, model.z_dim, spec.truncation).to(device)
         lab = None
         if kind == "class":
             lab = torch.full((n,), int(label), dtype=torch.long, device=device)

@@ -200,3 +200,26 @@ def test_cli(ckpts, tmp_path):
     assert bad.stderr.strip().splitlines() == [next(line for line in bad.stderr.splitlines() if "error" in line)]
     assert "not empty" in bad.stderr and "Traceback" not in bad.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "cli" / "Bag" / "000000.png")).shape, (16, 16))
+
+
+@pytest.mark.slow  # a subprocess: ~10 s idle, minutes on a loaded machine
+def test_sigterm_publishes_nothing_and_exits_143(ckpts, tmp_path):
+    """SIGTERM while writing: exit 128 + 15 through ganlab.signals.finish, ganlab's one line, nothing published."""
+    import signal
+    import time
+
+    out = tmp_path / "big"
+    proc = subprocess.Popen([sys.executable, "-m", "ganlab.generate", f"hydra.run.dir={tmp_path / 'hy'}",
+                             f"ckpt={ckpts['none']}", f"out={out}", "num_images=200000", "batch_size=1",
+                             "progress=false"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not list(tmp_path.glob(".big.partial-*/*.png")) and proc.poll() is None:  # writing has begun
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("ganlab.generate wrote no image within 600 s")
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM; nothing was published" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".big.*"))  # the staging folder is gone too

@@ -18,8 +18,15 @@ from PIL import Image
 from _cgan_helpers import QUIET, TINY_DCGAN, fashion_overrides, train_tiny, write_fashion_like
 from _metrics_helpers import StubExtractor
 from ganlab.generate import generate
-from ganlab.generate import latent as plain_latent
 from ganlab.selection import SelectionError, drs_f, latent, parse_selection, truncation_threshold
+
+
+
+def plain_latent(seed: int, index: int, z_dim: int) -> torch.Tensor:
+    """The documented noise scheme, written out: randn from a generator seeded by SeedSequence([seed, i])."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return torch.randn(z_dim, generator=torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+
 
 CKPT = ["generator_steps=3", "checkpoint_every=3", "callbacks=[model_checkpoint]"]
 

@@ -3,8 +3,8 @@
 - at fit start, the model summary: ``<run>/model_summary.txt``, TensorBoard text
   ``model/summary``, and parameter counts in the wandb run summary (``model/params/...``);
 - at fit end, per-class sample grids of a conditional model (``samples/class/<name>``: one
-  grid per class or attribute, fixed noise, EMA generator; PNGs in ``<run>/samples/classes/``), and the
-  progress GIF written by the sample-grid callback as ``wandb.Video`` (``samples/progress``;
+  grid per class or attribute, latents ``0 .. n-1`` of :mod:`ganlab.sampling`'s plan of ``seed``
+  in every grid, EMA generator; PNGs in ``<run>/samples/classes/``), and the progress GIF written by the sample-grid callback as ``wandb.Video`` (``samples/progress``;
   TensorBoard shows the same progression with the step slider of ``samples/fake``);
 - when fitting ends (or fails), the wandb run is finished, so the next job of a multirun that runs
   in the same process (basic / Optuna sweeper) gets its own run instead of reusing this one.
@@ -15,16 +15,16 @@ and ``ganlab.train``; images go through :func:`ganlab.callbacks.log_image.log_im
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from ganlab.callbacks.sample_grid import save_grid
 
+from ganlab import sampling
 from ganlab.callbacks.log_image import log_image
-from ganlab.utils.pixels import to_uint8
+from ganlab.conditional import folder_name
+from ganlab.sampling import save_grid
 
 
 class LoggerExtras(L.Callback):
@@ -88,24 +88,16 @@ class LoggerExtras(L.Callback):
                         logger.experiment.log({"samples/progress": wandb.Video(str(gif), format="gif"),
                                                "trainer/global_step": step})
 
-    @torch.no_grad()
     def _class_grids(self, trainer, pl_module, step: int) -> None:
         n, k = self.per_class_samples, int(pl_module.num_classes)
-        multi_hot = pl_module.label_kind == "multi_hot"
         dm = trainer.datamodule
         names = list(getattr(dm, "class_names", []) or []) if dm is not None else []
-        gen = torch.Generator().manual_seed(self.seed)
-        z = torch.randn(n, pl_module.z_dim, generator=gen).to(pl_module.device)
+        z = sampling.latents(self.seed, n, pl_module.z_dim)  # the same latents 0 .. n-1 for every class
         nrow = max(1, int(n**0.5))
         for c in range(min(k, self.max_classes)):
-            if multi_hot:
-                labels = torch.zeros(n, k)
-                labels[:, c] = 1.0
-            else:
-                labels = torch.full((n,), c, dtype=torch.long)
-            images = to_uint8(pl_module.sample(z, labels.to(pl_module.device))).cpu()
+            images = sampling.render(pl_module, z, sampling.class_labels(c, n, k, pl_module.label_kind))
             name = names[c] if c < len(names) else str(c)
-            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+            safe = folder_name(name)
             grid = save_grid(images, self.run_dir / "samples" / "classes" / f"{c:02d}_{safe}.png", nrow)
             log_image(trainer, f"samples/class/{safe}", grid, step, caption=f"{name}, generator step {step}")
 

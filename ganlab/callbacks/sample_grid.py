@@ -1,13 +1,23 @@
 """Visual progress: a grid of real training images at the start, a fixed-noise sample grid
-every N generator steps and at each epoch end (from the EMA generator), and a progress GIF
-built from those grids at the end of training.
+every N generator steps and at each epoch end (from the EMA generator), a progress GIF built from
+those grids, and latent / class interpolations at the end of training.
 
-Files: ``<run>/samples/real.png``, ``<run>/samples/step_000100.png`` ..., ``<run>/progress.gif``.
-Grids also go to every logger that shows images. Conditional models get one row per class
-(fixed noise per column), so each row shows how one class evolves, and at the end of training
-``<run>/samples/class_interpolation.png``: one fixed noise vector per row, the label moving
-linearly from class r to class r+1 (multi-hot: from no attribute to attribute r) across the
-columns, i.e. a linear interpolation of the class embeddings.
+Files: ``<run>/samples/real.png``, ``<run>/samples/step_000100.png`` ..., ``<run>/progress.gif``,
+``<run>/samples/latent_interpolation.png``, ``<run>/samples/latent_walk.gif`` and (conditional
+models) ``<run>/samples/class_interpolation.png``. Grids also go to every logger that shows images.
+
+The noise is :mod:`ganlab.sampling`'s plan of ``seed``: tile ``i`` of an unconditional grid is image
+``i`` of ``python -m ganlab.generate seed=<seed>``. Conditional models get one row per class (the
+same 8 latents ``0 .. 7`` in every row), so each row shows how one class evolves.
+End of training (each switchable in ``conf/callbacks/sample_grid.yaml``):
+
+* ``latent_interpolation.png``: row r walks from latent ``2r`` to latent ``2r + 1`` in
+  ``latent_steps`` columns, spherically (``slerp``) or linearly (``lerp``); conditional models keep
+  one class per row;
+* ``latent_walk.gif``: ``walk_count`` tiles, each a closed loop through ``walk_keys`` latents;
+* ``class_interpolation.png``: one fixed latent per row, the label moving linearly from class r to
+  class r+1 (multi-hot: from no attribute to attribute r), i.e. a linear interpolation of the class
+  embeddings.
 """
 
 from __future__ import annotations
@@ -17,30 +27,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from PIL import Image
-from torchvision.utils import make_grid
 
-from ganlab import signals
+from ganlab import sampling, signals
 from ganlab.callbacks.log_image import log_image
-from ganlab.utils.pixels import to_uint8
-
-
-def class_rows(num_classes: int, label_kind: str | None, per_row: int, max_rows: int = 10) -> torch.Tensor:
-    """Labels for a per-class grid: row r is class r (class labels) or one-hot attribute r
-    (multi-hot labels; row 0 of a multi-hot grid is 'no attribute')."""
-    if label_kind == "multi_hot":
-        rows = torch.zeros(min(num_classes + 1, max_rows), num_classes)
-        for r in range(1, rows.shape[0]):
-            rows[r, r - 1] = 1.0
-        return rows.repeat_interleave(per_row, dim=0)
-    return torch.arange(min(num_classes, max_rows)).repeat_interleave(per_row)
-
-
-def save_grid(images_uint8: torch.Tensor, path: Path, nrow: int) -> torch.Tensor:
-    grid = make_grid(images_uint8, nrow=nrow, padding=2, pad_value=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).cpu().numpy().squeeze()).save(path)
-    return grid
+from ganlab.sampling import save_grid, write_gif  # noqa: F401  (kept importable from here)
 
 
 class SampleGrid(L.Callback):
@@ -55,6 +45,13 @@ class SampleGrid(L.Callback):
         gif_frame_ms: int = 200,
         log_to_loggers: bool = True,
         interpolation_steps: int = 8,
+        latent_interpolation: str | None = "slerp",
+        latent_rows: int = 8,
+        latent_steps: int = 8,
+        walk_path: str | None = None,
+        walk_count: int = 4,
+        walk_keys: int = 4,
+        walk_steps: int = 8,
     ) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
@@ -65,17 +62,23 @@ class SampleGrid(L.Callback):
         self.gif_frame_ms = gif_frame_ms
         self.log_to_loggers = log_to_loggers
         self.interpolation_steps = interpolation_steps  # 0: no class-interpolation grid
+        if latent_interpolation not in (None, *sampling.INTERPOLATIONS):
+            raise ValueError(f"latent_interpolation must be null, lerp or slerp, got {latent_interpolation!r}")
+        self.latent_interpolation = latent_interpolation
+        self.latent_rows, self.latent_steps = int(latent_rows), int(latent_steps)
+        self.walk_path = Path(walk_path) if walk_path else None
+        self.walk_count, self.walk_keys, self.walk_steps = int(walk_count), int(walk_keys), int(walk_steps)
         self._last_step = -1
 
-    def _fixed_inputs(self, pl_module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        gen = torch.Generator().manual_seed(self.seed)
+    def fixed_inputs(self, pl_module) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """(z, labels, images per row) of the progress grids, from the sampling plan of ``seed``."""
         if pl_module.num_classes:
             nrow = 8
-            labels = class_rows(pl_module.num_classes, pl_module.label_kind, nrow)
-            z = torch.randn(nrow, pl_module.z_dim, generator=gen).repeat(labels.shape[0] // nrow, 1)
+            labels = sampling.class_rows(pl_module.num_classes, pl_module.label_kind, nrow)
+            z = sampling.latents(self.seed, nrow, pl_module.z_dim).repeat(labels.shape[0] // nrow, 1)
             return z, labels, nrow
         nrow = int(math.sqrt(self.num_samples)) or 1
-        return torch.randn(self.num_samples, pl_module.z_dim, generator=gen), None, nrow
+        return sampling.latents(self.seed, self.num_samples, pl_module.z_dim), None, nrow
 
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
@@ -92,13 +95,8 @@ class SampleGrid(L.Callback):
         if step == self._last_step or not trainer.is_global_zero:
             return
         self._last_step = step
-        z, labels, nrow = self._fixed_inputs(pl_module)
-        fakes = []
-        for i in range(0, len(z), 256):
-            zl = z[i : i + 256].to(pl_module.device)
-            ll = labels[i : i + 256].to(pl_module.device) if labels is not None else None
-            fakes.append(to_uint8(pl_module.sample(zl, ll)).cpu())
-        grid = save_grid(torch.cat(fakes), self.dirpath / f"step_{step:06d}.png", nrow)
+        z, labels, nrow = self.fixed_inputs(pl_module)
+        grid = save_grid(sampling.render(pl_module, z, labels), self.dirpath / f"step_{step:06d}.png", nrow)
         if self.log_to_loggers:
             log_image(trainer, "samples/fake", grid, step, caption=f"generator step {step}")
 
@@ -112,36 +110,55 @@ class SampleGrid(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module)
-        if signals.requested() is not None:  # stopping for a signal: the GIF waits for the real end
+        if signals.requested() is not None or not trainer.is_global_zero:  # a signal: the extras wait for the real end
             return
-        if self.interpolation_steps and pl_module.num_classes and trainer.is_global_zero:
-            grid = class_interpolation_grid(pl_module, self.dirpath / "class_interpolation.png",
-                                            self.interpolation_steps, self.seed)
-            if self.log_to_loggers:
-                log_image(trainer, "samples/class_interpolation", grid, pl_module.generator_step)
-        if self.gif_path and trainer.is_global_zero:
+        step = pl_module.generator_step
+        extras = []
+        if self.interpolation_steps and pl_module.num_classes:
+            extras.append(("class_interpolation", class_interpolation_grid(
+                pl_module, self.dirpath / "class_interpolation.png", self.interpolation_steps, self.seed)))
+        if self.latent_interpolation and self.latent_rows and self.latent_steps:
+            extras.append(("latent_interpolation", latent_interpolation_grid(
+                pl_module, self.dirpath / "latent_interpolation.png", self.latent_rows, self.latent_steps,
+                self.seed, self.latent_interpolation)))
+        if self.log_to_loggers:
+            for name, grid in extras:
+                log_image(trainer, f"samples/{name}", grid, step)
+        if self.walk_path and self.walk_count and self.walk_keys and self.walk_steps:
+            latent_walk_gif(pl_module, self.walk_path, count=self.walk_count, keys=self.walk_keys,
+                            steps=self.walk_steps, seed=self.seed, mode=self.latent_interpolation or "slerp",
+                            frame_ms=self.gif_frame_ms // 2 or 1)
+        if self.gif_path:
             write_gif(sorted(self.dirpath.glob("step_*.png")), self.gif_path, self.gif_frame_ms)
 
 
-@torch.no_grad()
 def class_interpolation_grid(pl_module, path: Path, steps: int = 8, seed: int = 1234) -> torch.Tensor:
-    """Write the class-interpolation grid of a conditional GAN (EMA generator) to ``path``."""
-    from ganlab.conditional import interpolation_labels, soft_class_labels
-
-    labels, _ = interpolation_labels(pl_module.num_classes, pl_module.label_kind, steps)
+    """Write the class-interpolation grid of a conditional GAN (EMA generator) to ``path``: row r
+    has latent r of the plan ``seed`` and soft labels from class r to class r+1."""
+    labels, _ = sampling.interpolation_labels(pl_module.num_classes, pl_module.label_kind, steps)
     rows = labels.shape[0] // steps
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(rows, pl_module.z_dim, generator=gen).repeat_interleave(steps, dim=0)
-    with soft_class_labels(pl_module):
-        fakes = pl_module.sample(z.to(pl_module.device), labels.to(pl_module.device))
-    return save_grid(to_uint8(fakes).cpu(), path, steps)
+    z = sampling.latents(seed, rows, pl_module.z_dim).repeat_interleave(steps, dim=0)
+    return save_grid(sampling.render(pl_module, z, labels), path, steps)
 
 
-def write_gif(frames: list[Path], path: Path, frame_ms: int = 200) -> None:
-    """Animated GIF of the sample grids (Pillow); the last frame is held three times longer."""
-    if not frames:
-        return
-    images = [Image.open(f).convert("RGB") for f in frames]
-    durations = [frame_ms] * (len(images) - 1) + [frame_ms * 3]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False)
+def latent_interpolation_grid(pl_module, path: Path, rows: int = 8, steps: int = 8, seed: int = 1234,
+                              mode: str = "slerp") -> torch.Tensor:
+    """Write the latent-interpolation grid (:func:`ganlab.sampling.latent_interpolation`) to ``path``."""
+    z = sampling.latent_interpolation(seed, pl_module.z_dim, rows, steps, mode)
+    labels = sampling.walk_labels(pl_module.num_classes, pl_module.label_kind, rows, steps)
+    return save_grid(sampling.render(pl_module, z, labels), path, steps)
+
+
+def latent_walk_gif(pl_module, path: Path, *, count: int = 4, keys: int = 4, steps: int = 8, seed: int = 1234,
+                    mode: str = "slerp", frame_ms: int = 100) -> None:
+    """Write a looping GIF: ``count`` tiles side by side, tile j a closed walk through latents
+    ``j * keys .. (j + 1) * keys - 1`` of the plan ``seed`` (conditional: tile j keeps class j)."""
+    walks = [sampling.latent_walk(seed, pl_module.z_dim, keys, steps, mode, first=j * keys) for j in range(count)]
+    frames = len(walks[0])
+    z = torch.stack(walks, dim=1).reshape(frames * count, -1)  # frame-major: frame t = tiles 0 .. count-1
+    labels = sampling.walk_labels(pl_module.num_classes, pl_module.label_kind, count, 1)
+    if labels is not None:
+        labels = labels.repeat(frames, *([1] * (labels.dim() - 1)))
+    images = sampling.render(pl_module, z, labels)
+    images = images.reshape(frames, count, *images.shape[1:])
+    write_gif([sampling.grid_image(images[t], count) for t in range(frames)], path, frame_ms, hold_last=1)

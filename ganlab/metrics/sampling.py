@@ -1,4 +1,5 @@
-"""Features of generated samples: from a GAN (``noise`` / ``sample``) or from a folder of images."""
+"""Features of generated samples: from a GAN (noise and labels planned by :mod:`ganlab.sampling`) or
+from a folder of images."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ganlab import sampling
 from ganlab.data.decode import MAX_DECODE_PIXELS
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+from ganlab.utils.files import IMAGE_EXTENSIONS, is_image_name
 
 
 @dataclasses.dataclass
@@ -29,7 +30,8 @@ class FakeFeatures:
 
 @dataclasses.dataclass
 class GanSamples:
-    """Deterministic fake samples of a GAN: fixed noise (and labels) drawn once from ``seed``."""
+    """Deterministic fake samples of a GAN, planned by :mod:`ganlab.sampling`: sample ``i`` has the
+    noise of image ``i`` of ``generate seed=seed`` and a label drawn from ``(seed, i)`` too."""
 
     model: torch.nn.Module
     z: torch.Tensor  # (n, z_dim), CPU
@@ -40,59 +42,38 @@ class GanSamples:
         return int(self.z.shape[0])
 
     @classmethod
-    def create(cls, model, n: int, *, seed: int = 0, labels_pool=None, ema: bool = True) -> "GanSamples":
+    def create(cls, model, n: int, *, seed: int = 0, labels_pool=None, ema: bool = True,
+               labels: torch.Tensor | None = None) -> "GanSamples":
+        """``labels``: explicit labels (one per sample) instead of the evaluation plan's."""
         z = draw_noise(model, int(n), int(seed))
-        labels = draw_labels(model, int(n), int(seed), labels_pool)
+        if labels is None:
+            labels = draw_labels(model, int(n), int(seed), labels_pool)
+        elif len(labels) != int(n):
+            raise ValueError(f"{len(labels)} labels given for {int(n)} samples")
         return cls(model, z, labels, ema)
 
-    @torch.no_grad()
     def images(self, indices: Sequence[int] | slice) -> torch.Tensor:
         """uint8 ``(k, C, H, W)`` CPU images of the given sample indices."""
-        from ganlab.utils.pixels import to_uint8
-
-        dev = _device_of(self.model)
-        z = self.z[indices].to(dev)
-        labels = None if self.labels is None else self.labels[indices].to(dev)
-        x = self.model.sample(z, labels, ema=self.ema)
-        return to_uint8(x).cpu()
+        labels = None if self.labels is None else self.labels[indices]
+        z = self.z[indices]
+        return sampling.render(self.model, z, labels, batch_size=max(1, len(z)), ema=self.ema)
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         for s in range(0, len(self), batch_size):
             yield self.images(slice(s, min(s + batch_size, len(self))))
 
 
-def _device_of(model) -> torch.device:
-    dev = getattr(model, "device", None)
-    if dev is not None:
-        return torch.device(dev)
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def draw_noise(model, n: int, seed: int) -> torch.Tensor:
-    """``model.noise(n, generator=...)`` with a generator seeded by ``seed``; returned on the CPU."""
-    dev = _device_of(model)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    return model.noise(n, generator=g).detach().cpu()
+    """The CPU noise ``(n, z_dim)`` of images ``0 .. n-1`` of plan ``seed`` (:func:`ganlab.sampling.latents`)."""
+    return sampling.latents(int(seed), int(n), int(model.z_dim))
 
 
 def draw_labels(model, n: int, seed: int, labels_pool=None) -> torch.Tensor | None:
-    """Labels for a conditional model: rows drawn (seeded, with replacement) from the real split's
-    labels, so fakes follow the data's label distribution; ``None`` for unconditional models."""
-    if int(getattr(model, "num_classes", 0) or 0) <= 0:
-        return None
-    kind = getattr(model, "label_kind", None) or "class"
-    rng = np.random.default_rng(seed + 1)
-    if labels_pool is not None and len(labels_pool) > 0:
-        rows = np.asarray(labels_pool)[rng.integers(0, len(labels_pool), size=n)]
-    elif kind == "class":
-        rows = rng.integers(0, int(model.num_classes), size=n)
-    else:
-        rows = (rng.random((n, int(model.num_classes))) < 0.5).astype(np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(rows))
-    return t.long() if kind == "class" else t.float()
+    """Labels for a conditional model (:func:`ganlab.sampling.evaluation_labels`): with ``labels_pool``
+    (the real split's labels) the fakes follow the data's label frequencies, else uniform classes;
+    ``None`` for unconditional models."""
+    return sampling.evaluation_labels(int(getattr(model, "num_classes", 0) or 0),
+                                      getattr(model, "label_kind", None), int(n), int(seed), labels_pool)
 
 
 def features_of_batches(
@@ -135,10 +116,10 @@ class ImageFolder:
         for dirpath, _, names in os.walk(root):
             if not recursive and os.path.realpath(dirpath) != os.path.realpath(root):
                 continue
-            files += [os.path.join(dirpath, f) for f in names if f.lower().endswith(IMAGE_EXTENSIONS)]
+            files += [os.path.join(dirpath, f) for f in names if is_image_name(f)]
         files = sorted(os.path.realpath(f) for f in files)
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {root}")
         self.root = root
         self.files = files[: int(n)] if n else files
         self.skipped: dict[str, str] = {}
