@@ -75,6 +75,9 @@ def run_job(args, n: int, arm: str, seed: int) -> dict:
     done = work / "result.json"
     if done.exists():
         return json.load(open(done))
+    if args.skip_started and work.exists():  # another run.py process has this job
+        print(f"{job_name(n, arm, seed)}: started elsewhere, skipped", flush=True)
+        return {}
     work.mkdir(parents=True, exist_ok=True)
     log = work / "job.log"
     train = [sys.executable, "-m", "ganlab.train", f"experiment={args.experiment}", f"data.max_images={n}",
@@ -210,6 +213,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--aggregate", action="store_true", help="only write tables and grids")
     ap.add_argument("--train-only", action="store_true", help="train the jobs, score them in a later call")
+    ap.add_argument("--skip-started", action="store_true",
+                    help="skip jobs whose work folder exists (another run.py is on them): lanes in parallel")
+    ap.add_argument("--no-aggregate", action="store_true", help="do not write tables and grids at the end")
     ap.add_argument("override", nargs="*", help="extra ganlab.train overrides for every job")
     args = ap.parse_args()
     if not args.aggregate:
@@ -220,7 +226,7 @@ def main() -> None:
                     f.result()
                 except RuntimeError as err:
                     print(f"FAILED: {err}", flush=True)
-    if not args.train_only:
+    if not (args.train_only or args.no_aggregate):
         aggregate(args)
 
 
