@@ -18,6 +18,7 @@ with 3,000- or 50,000-sample FIDs. Jobs with a result in ``--work`` are skipped.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -41,6 +42,9 @@ ARMS = {
     "lecam": ["model/lecam=default", "model.lecam.start=50"],
 }
 METRICS = ("fid", "kid", "kid_std", "precision", "recall")
+#: training signals summarised from each job's losses.csv (the evidence for why an arm helps or not)
+SIGNALS = ("d/real_score", "d/fake_score", "loss/d", "loss/g", "aug/r_t")
+LAST = 50  # generator steps averaged at the end of training
 
 
 def env1() -> dict[str, str]:
@@ -71,6 +75,9 @@ def run_job(args, n: int, arm: str, seed: int) -> dict:
     done = work / "result.json"
     if done.exists():
         return json.load(open(done))
+    if args.skip_started and work.exists():  # another run.py process has this job
+        print(f"{job_name(n, arm, seed)}: started elsewhere, skipped", flush=True)
+        return {}
     work.mkdir(parents=True, exist_ok=True)
     log = work / "job.log"
     train = [sys.executable, "-m", "ganlab.train", f"experiment={args.experiment}", f"data.max_images={n}",
@@ -101,6 +108,21 @@ def run_job(args, n: int, arm: str, seed: int) -> dict:
     json.dump(res, open(done, "w"), indent=2)
     print(f"{job_name(n, arm, seed)}: FID {res['values']['fid']:.1f} ({tr['train_seconds']:.0f} s training)", flush=True)
     return res
+
+
+def diagnostics(losses: Path) -> dict:
+    """Mean of each logged signal over the last LAST generator steps, and ADA's final p."""
+    if not losses.exists():
+        return {}
+    rows = list(csv.DictReader(open(losses)))[-LAST:]
+    out = {}
+    for key in SIGNALS:
+        vals = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+        if vals:
+            out[f"{key} (mean of last {LAST} steps)"] = round(sum(vals) / len(vals), 4)
+    if rows and rows[-1].get("aug/p") not in (None, ""):
+        out["aug/p (final)"] = round(float(rows[-1]["aug/p"]), 4)
+    return out
 
 
 def grid_image(work: Path, n: int, arms: list[str], seed: int, out: Path) -> None:
@@ -139,6 +161,7 @@ def aggregate(args) -> None:
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     results = [json.load(open(p)) for p in sorted(work.glob("*/result.json"))]
     for r in results:
+        r["diagnostics"] = diagnostics(work / job_name(r["n_images"], r["arm"], r["seed"]) / "train" / "losses.csv")
         json.dump(r, open(out / "jobs" / f"{job_name(r['n_images'], r['arm'], r['seed'])}.json", "w"), indent=2)
     sizes = sorted({r["n_images"] for r in results})
     arms = [a for a in ARMS if any(r["arm"] == a for r in results)]
@@ -157,8 +180,16 @@ def aggregate(args) -> None:
                     cells.append(fmt.format(scale * sum(vals) / len(vals)) + (f" ({len(vals)})" if len(vals) > 1 else ""))
             rows.append(f"| {n} | {' | '.join(cells)} |")
         tables.append("\n".join(rows))
+    diag = [f"**Training signals** (mean of the last {LAST} generator steps of `losses.csv`; ADA's p at the end)", "",
+            "| images | arm | seed | D(real) | D(fake) | loss/d | loss/g | ADA p | ADA r_t |", "|---:|---|---:" + "|---:" * 6 + "|"]
+    for r in sorted(results, key=lambda r: (r["n_images"], list(ARMS).index(r["arm"]), r["seed"])):
+        d = r["diagnostics"]
+        cell = [d.get(f"{k} (mean of last {LAST} steps)") for k in SIGNALS[:4]] + [d.get("aug/p (final)"),
+                d.get(f"aug/r_t (mean of last {LAST} steps)")]
+        diag.append(f"| {r['n_images']} | {r['arm']} | {r['seed']} | "
+                    + " | ".join("-" if v is None else f"{v:.3f}" for v in cell) + " |")
     secs = [r["train_seconds"] for r in results]
-    md = ["# limited_data results", "", *[t + "\n" for t in tables],
+    md = ["# limited_data results", "", *[t + "\n" for t in tables], "\n".join(diag) + "\n",
           f"{len(results)} jobs; training wall time per job {min(secs):.0f}-{max(secs):.0f} s "
           f"({results[0]['steps']} generator steps, 1 thread, 2 jobs at a time)." if results else "no jobs"]
     (out / "results.md").write_text("\n".join(md) + "\n")
@@ -182,6 +213,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--aggregate", action="store_true", help="only write tables and grids")
     ap.add_argument("--train-only", action="store_true", help="train the jobs, score them in a later call")
+    ap.add_argument("--skip-started", action="store_true",
+                    help="skip jobs whose work folder exists (another run.py is on them): lanes in parallel")
+    ap.add_argument("--no-aggregate", action="store_true", help="do not write tables and grids at the end")
     ap.add_argument("override", nargs="*", help="extra ganlab.train overrides for every job")
     args = ap.parse_args()
     if not args.aggregate:
@@ -192,7 +226,7 @@ def main() -> None:
                     f.result()
                 except RuntimeError as err:
                     print(f"FAILED: {err}", flush=True)
-    if not args.train_only:
+    if not (args.train_only or args.no_aggregate):
         aggregate(args)
 
 
