@@ -10,6 +10,7 @@ import torch
 
 from _metrics_helpers import StubExtractor, session_weights
 from ganlab.callbacks import metrics as cbm
+from ganlab.metrics import evaluator as evaluator_mod
 from ganlab.train import train
 
 STEP_COL = "metrics/generator_step"
@@ -64,7 +65,7 @@ def test_best_checkpoint_follows_the_best_fid(tiny_cfg, monkeypatch):
     def fake_compute(real, fake, groups, **kw):
         return {"fid": next(script), "kid": 0.1, "kid_std": 0.01, "precision": 0.5, "recall": 0.4, "f1": 0.44}
 
-    monkeypatch.setattr(cbm, "compute_metrics", fake_compute)
+    monkeypatch.setattr(evaluator_mod, "compute_metrics", fake_compute)
     ext = StubExtractor()
     cfg = tiny_cfg("callbacks=none", "logger=csv", "generator_steps=8")
     seen = []
