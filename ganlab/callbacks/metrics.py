@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from typing import Any
 
@@ -31,7 +32,7 @@ import lightning as L
 import torch
 
 from ganlab import signals
-from ganlab.metrics.evaluator import Evaluator, Protocol
+from ganlab.metrics.evaluator import Evaluator, OverBudget, Protocol
 from ganlab.metrics.results import write_json
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Metrics(L.Callback):
         ``trainer.default_root_dir``). dirpath: where ``best_fid.ckpt`` goes (None: the
         ModelCheckpoint's folder, else ``<run_dir>/checkpoints``). save_best: keep that checkpoint.
     extractor: a ready feature extractor (tests / custom features); default InceptionV3.
+    cpu_budget: on a CPU, an evaluation may take at most this fraction of the training time so far
+        (told after its first batch; else it is skipped with a warning); None: no limit.
     protocol: the keys of :class:`ganlab.metrics.evaluator.Protocol` (``metrics``, ``n_fake``,
         ``n_real``, ``split``, ...; defaults: ``conf/metrics/default.yaml``). ``metrics=[]``: no evaluation.
     """
@@ -62,12 +65,15 @@ class Metrics(L.Callback):
         json_name: str = "metrics.json",
         log_prefix: str = "metrics/",
         extractor: Any = None,
+        cpu_budget: float | None = 0.25,
         **protocol: Any,
     ) -> None:
         self.every_n_steps = int(every_n_steps or 0)
         self.at_train_end = at_train_end
         self.evaluator = Evaluator(Protocol.from_config(**protocol), extractor=extractor)
         self.device = device
+        self.cpu_budget = None if cpu_budget is None else float(cpu_budget)
+        self._t_fit, self._t_evaluating = None, 0.0
         self.run_dir = run_dir
         self.dirpath = dirpath
         self.save_best = save_best
@@ -105,6 +111,15 @@ class Metrics(L.Callback):
             # the module is moved to its device only after setup hooks: ask the strategy
             self.evaluator.bind(self.device or str(trainer.strategy.root_device))
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t_fit = time.perf_counter()
+
+    def _budget_s(self) -> float | None:
+        """Seconds an evaluation on a CPU may take now: ``cpu_budget`` x the training time so far."""
+        if self.cpu_budget is None or self._t_fit is None:
+            return None
+        return self.cpu_budget * max(time.perf_counter() - self._t_fit - self._t_evaluating, 0.0)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = int(pl_module.generator_step)
         if self.evaluator.enabled and self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
@@ -122,11 +137,17 @@ class Metrics(L.Callback):
         self._last_step = step
         record = None
         if trainer.is_global_zero:
+            t0 = time.perf_counter()
             try:  # a stop signal abandons the evaluation at once (the step's checkpoint follows)
                 with signals.immediate():
                     record = self._compute(trainer, pl_module)
             except signals.StopRequested as err:
                 log.warning("metrics evaluation at generator step %d abandoned: %s", step, err)
+            except OverBudget as err:
+                log.warning("metrics evaluation at generator step %d skipped: on CPU %s (cpu_budget=%g of the "
+                            "training time so far); callbacks.metrics.cpu_budget=null evaluates anyway",
+                            step, err, self.cpu_budget)
+            self._t_evaluating += time.perf_counter() - t0
         if trainer.world_size > 1:
             record = trainer.strategy.broadcast(record, src=0)
         if record is None:
@@ -164,7 +185,7 @@ class Metrics(L.Callback):
         step = int(pl_module.generator_step)
         fake_source = f"{'EMA ' if ev.protocol.ema else ''}generator, fixed noise"
         scores = ev.score(dm, ev.gan_samples(pl_module, dm), fake_source=fake_source,
-                          what=f"generator step {step}")
+                          what=f"generator step {step}", cpu_budget_s=self._budget_s())
         if self.protocol is None:
             self.protocol = scores.protocol
         seconds = {k: scores.seconds[k] for k in ("reference", "fakes", "metrics", "total")}

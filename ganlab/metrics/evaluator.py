@@ -37,6 +37,7 @@ from ganlab.metrics.sampling import FakeFeatures, GanSamples, features_of_batche
 log = logging.getLogger(__name__)
 
 SIZES = ("auto", "full", "cpu")
+FIRST_CPU_BATCH = 8  # images in the first (timed) extractor call on a CPU
 
 
 # -- the protocol -----------------------------------------------------------------------------------
@@ -111,7 +112,17 @@ class Protocol:
         shown = lambda n: "all" if n is None else str(n)  # noqa: E731
         note = (f"CPU sizes (sizes={self.sizes}, device {device}): n_fake {shown(self.n_fake)} -> {n_fake}, "
                 f"n_real {shown(self.n_real)} -> {n_real}; sizes=full keeps the configured counts")
-        return dataclasses.replace(self, n_fake=n_fake, n_real=n_real), note
+        kid = min(self.kid_subset_size, n_fake, n_real)  # KID's subsets cannot exceed the samples
+        return dataclasses.replace(self, n_fake=n_fake, n_real=n_real, kid_subset_size=kid), note
+
+
+class OverBudget(Exception):
+    """An evaluation on a CPU would take longer than the time it was allowed (told after its first batch)."""
+
+    def __init__(self, seconds: float, images: int, rate: float, budget_s: float) -> None:
+        super().__init__(f"it would take about {_duration(seconds)} ({images} images at {rate:.1f} images/s), "
+                         f"more than the {_duration(budget_s)} allowed")
+        self.seconds, self.images, self.rate, self.budget_s = seconds, images, rate, budget_s
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -123,8 +134,10 @@ class _Tracked:
     """The extractor over one evaluation: advances a Rich progress bar (images, rate, ETA) and, on a
     CPU, logs after its first batch the measured rate and how long the ``total`` images will take."""
 
-    def __init__(self, extractor: Any, progress: Any, total: int, what: str, on_cpu: bool) -> None:
+    def __init__(self, extractor: Any, progress: Any, total: int, what: str, on_cpu: bool,
+                 budget_s: float | None = None) -> None:
         self._inner, self._progress, self._total, self._what, self._on_cpu = extractor, progress, total, what, on_cpu
+        self._budget_s = budget_s
         self._task = progress.add_task(f"metrics ({what})", total=total)
         self._told = False
 
@@ -137,8 +150,12 @@ class _Tracked:
 
         bs = int(batch_size or getattr(self._inner, "batch_size", 0) or 64)
         feats, logs = [], []
-        for start in range(0, len(x), bs):  # batch by batch, so the bar moves (the reference comes in chunks)
-            chunk = x[start : start + bs]
+        # batch by batch, so the bar moves (the reference comes in chunks of thousands); on a CPU the
+        # first batch is small, so the rate and the time of the evaluation are told within seconds
+        first = min(bs, FIRST_CPU_BATCH) if self._on_cpu and not self._told else bs
+        bounds = [0, *range(first, len(x), bs), len(x)] if len(x) else [0]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            chunk = x[start:stop]
             t0 = time.perf_counter()
             out = self._inner.extract(chunk, logits=True, batch_size=bs) if logits else \
                 self._inner.extract(chunk, batch_size=bs)
@@ -150,7 +167,10 @@ class _Tracked:
                 rate = len(chunk) / max(time.perf_counter() - t0, 1e-9)
                 log.info("metrics (%s): InceptionV3 on CPU at %.1f images/s, about %s for all %d images",
                          self._what, rate, _duration(self._total / rate), self._total)
+                if self._budget_s is not None and self._total / rate > self._budget_s:
+                    raise OverBudget(self._total / rate, self._total, rate, self._budget_s)
             self._progress.advance(self._task, len(chunk))
+            self._progress.refresh()  # inside the training bar's display (nested) nothing refreshes by itself
         f = torch.cat(feats) if feats else torch.empty(0, 2048)
         return (f, torch.cat(logs) if logs else torch.empty(0, 1008)) if logits else f
 
@@ -164,7 +184,7 @@ def _progress_bar(enabled: bool):
 
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("images"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    transient=True, disable=not enabled)
+                    transient=True, disable=not enabled, speed_estimate_period=3600)  # batches take minutes on a CPU
 
 
 # -- the evaluator ----------------------------------------------------------------------------------
@@ -217,9 +237,12 @@ class Evaluator:
     def on_cpu(self) -> bool:
         return str(self.device).startswith("cpu")
 
-    def score(self, datamodule: Any, source: Any, *, fake_source: str, what: str = "evaluation") -> Scores:
+    def score(self, datamodule: Any, source: Any, *, fake_source: str, what: str = "evaluation",
+              cpu_budget_s: float | None = None) -> Scores:
         """Metrics of ``source`` (``batches(batch_size)`` of uint8 images: :class:`GanSamples`, a folder)
-        against the reference split of ``datamodule`` (``split_images``, ``fingerprint``)."""
+        against the reference split of ``datamodule`` (``split_images``, ``fingerprint``).
+        ``cpu_budget_s``: on a CPU, raise :class:`OverBudget` after the first batch when the images
+        would take longer than that."""
         if self.device is None:
             self.bind()
         p = self.protocol
@@ -230,7 +253,7 @@ class Evaluator:
                      "after the first batch", what, len(source), reals, self.sizes_note)
         t0 = time.perf_counter()
         with _progress_bar(self.progress) as bar:
-            tracked = _Tracked(self.extractor, bar, len(source), what, self.on_cpu)
+            tracked = _Tracked(self.extractor, bar, len(source), what, self.on_cpu, cpu_budget_s)
 
             def split_images():  # called on a cache miss only: then the real images count too
                 arr = datamodule.split_images(p.split)
@@ -434,5 +457,5 @@ def write_report(result: Mapping[str, Any], out: str) -> None:
         f.write(md)
 
 
-__all__ = ["Evaluator", "Protocol", "Scores", "data_config", "evaluate_checkpoint", "evaluate_folder",
+__all__ = ["Evaluator", "OverBudget", "Protocol", "Scores", "data_config", "evaluate_checkpoint", "evaluate_folder",
            "protocol_defaults", "run_config_for_checkpoint", "write_report"]
