@@ -32,7 +32,6 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-MAXIMIZE = ("metrics/precision", "metrics/recall", "metrics/f1", "metrics/density", "metrics/coverage", "metrics/is")
 LOSS_KEYS = ("loss/d", "loss/g")
 STEP_COLUMNS = ("metrics/generator_step", "generator_step", "step", "epoch")
 
@@ -102,7 +101,9 @@ def job_csv(job: Path) -> Path:
 def mode_of(metric: str, explicit: str | None = None) -> str:
     if explicit:
         return explicit
-    return "max" if metric.startswith(MAXIMIZE) else "min"
+    from ganlab.metrics.core import metric_mode
+
+    return metric_mode(metric)
 
 
 def summary_from_csv(rows: list[dict[str, float]]) -> dict[str, Any]:

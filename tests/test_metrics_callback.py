@@ -10,6 +10,7 @@ import torch
 
 from _metrics_helpers import StubExtractor, session_weights
 from ganlab.callbacks import metrics as cbm
+from ganlab.metrics import evaluator as evaluator_mod
 from ganlab.train import train
 
 STEP_COL = "metrics/generator_step"
@@ -29,6 +30,7 @@ def test_callback_logs_inception_metrics_to_csv_json_and_keeps_best(tiny_cfg):
         "callbacks=[metrics]", "logger=csv", "generator_steps=4",
         "callbacks.metrics.every_n_steps=0", "callbacks.metrics.n_fake=12", "callbacks.metrics.n_real=16",
         "callbacks.metrics.kid_subset_size=8", "callbacks.metrics.batch_size=16",
+        "callbacks.metrics.cpu_budget=null",  # 4 steps train faster than InceptionV3 reads 28 images on a CPU
     )
     metrics, trainer = train(cfg)
     run = trainer.default_root_dir
@@ -64,7 +66,7 @@ def test_best_checkpoint_follows_the_best_fid(tiny_cfg, monkeypatch):
     def fake_compute(real, fake, groups, **kw):
         return {"fid": next(script), "kid": 0.1, "kid_std": 0.01, "precision": 0.5, "recall": 0.4, "f1": 0.44}
 
-    monkeypatch.setattr(cbm, "compute_metrics", fake_compute)
+    monkeypatch.setattr(evaluator_mod, "compute_metrics", fake_compute)
     ext = StubExtractor()
     cfg = tiny_cfg("callbacks=none", "logger=csv", "generator_steps=8")
     seen = []
@@ -105,3 +107,34 @@ def test_is_requested_without_logits_is_skipped_with_a_warning(tiny_cfg):
     assert [h["generator_step"] for h in cb.history] == [2]  # at train end only
     assert "metrics/fid" in metrics and "metrics/is" not in metrics
     assert "is" in cb.protocol["skipped"]
+
+
+class SlowStub(StubExtractor):
+    """0.05 s per image: the evaluation (20 + 8 images) costs far more than 2 tiny generator steps."""
+
+    def extract(self, images, logits=False, batch_size=None):
+        import time
+
+        time.sleep(0.05 * len(images))
+        return super().extract(images, logits=logits, batch_size=batch_size)
+
+
+def test_cpu_evaluation_over_its_budget_is_skipped_with_a_warning(tiny_cfg, caplog):
+    import logging
+
+    cfg = tiny_cfg("callbacks=none", "logger=csv", "generator_steps=2", "trainer.enable_progress_bar=false")
+    kw = dict(every_n_steps=0, n_fake=8, n_real=20, batch_size=8, metrics=["fid"], save_best=False,
+              cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))
+    ext = SlowStub()
+    cb = cbm.Metrics(extractor=ext, cpu_budget=0.001, **kw)
+    with caplog.at_level(logging.WARNING, logger="ganlab.callbacks.metrics"):
+        metrics, _ = train(cfg, extra_callbacks=[cb])
+    assert cb.history == [] and "metrics/fid" not in metrics
+    assert ext.images_processed == 8  # only the first, timed batch
+    said = [r.getMessage() for r in caplog.records if r.name == "ganlab.callbacks.metrics"]
+    assert len(said) == 1 and said[0].startswith("metrics evaluation at generator step 2 skipped: on CPU it would "
+                                                 "take about 1 s (28 images at")
+    assert "callbacks.metrics.cpu_budget=null evaluates anyway" in said[0]
+    cb = cbm.Metrics(extractor=SlowStub(), cpu_budget=None, **kw)
+    metrics, _ = train(tiny_cfg("callbacks=none", "logger=csv", "generator_steps=2"), extra_callbacks=[cb])
+    assert [h["generator_step"] for h in cb.history] == [2] and "metrics/fid" in metrics

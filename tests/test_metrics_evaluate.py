@@ -106,8 +106,8 @@ def test_cli_with_hydra_and_real_inception(trained, tmp_path):
     env = {**os.environ, "GANLAB_INCEPTION_WEIGHTS": session_weights().path}
     cmd = [sys.executable, "-m", "ganlab.evaluate", f"fake_dir={tmp_path / 'fakes'}", "data=faces",
            "data.num_images=96", "data.resolution=16", f"paths.root_dir={tmp_path}",
-           f"paths.cache_dir={cfg.paths.cache_dir}", f"out={tmp_path / 'out'}", "n_real=8", "metrics=[kid,prc]",
-           "kid_subset_size=4", "device=cpu", "memorization_pairs=2"]
+           f"paths.cache_dir={cfg.paths.cache_dir}", f"out={tmp_path / 'out'}", "metrics.n_real=8", "metrics.metrics=[kid,prc]",
+           "metrics.kid_subset_size=4", "device=cpu", "memorization_pairs=2"]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "kid:" in r.stdout and "precision:" in r.stdout

@@ -50,11 +50,12 @@ def test_cpu_evaluation_announces_images_rate_and_time(tiny_cfg, caplog):
     cfg = tiny_cfg("callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "generator_steps=1")
     cb = Metrics(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,
                          extractor=StubExtractor(), cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))
-    with caplog.at_level(logging.INFO, logger="ganlab.callbacks.metrics"):
+    with caplog.at_level(logging.INFO, logger="ganlab.metrics.evaluator"):
         train(cfg, extra_callbacks=[cb])
-    said = [r.getMessage() for r in caplog.records if r.name == "ganlab.callbacks.metrics"]
-    assert said[0] == ("metrics at generator step 1: 24 generated images and 16 real ones (once, unless cached) "
-                       "through InceptionV3 on CPU (rate and time follow after the first batch)")
-    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 16 real images at [0-9.]+ images/s, about \d+ s in all", said[1])
-    assert re.fullmatch(r"metrics: InceptionV3 on CPU over 24 generated images at [0-9.]+ images/s, about \d+ s in all",
-                        said[2])
+    said = [r.getMessage() for r in caplog.records if r.name == "ganlab.metrics.evaluator"]
+    assert said[0] == ("metrics (generator step 1): 24 generated and 16 real images through InceptionV3 on CPU; "
+                       "CPU sizes (sizes=auto, device cpu): n_fake 24 -> 24, n_real 16 -> 16; sizes=full keeps the "
+                       "configured counts; rate and time follow after the first batch")
+    assert re.fullmatch(r"metrics \(generator step 1\): InceptionV3 on CPU at [0-9.]+ images/s, about \d+ s for all "
+                        r"40 images", said[1])
+    assert len(said) == 2

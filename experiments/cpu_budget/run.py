@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 #: the reference every score uses: all 6,000 shared faces, crop 178, Lanczos, 64 px
 DATA = ["data=celeba", "data.crop=178", "data.resize_filter=lanczos", "data.resolution=64", "data.split=all",
-        "split=all"]
+        "metrics.split=all", "metrics.sizes=full"]
 METRICS = ("fid", "kid", "kid_std", "precision", "recall")
 
 
@@ -85,7 +85,7 @@ def train(args, work: Path) -> dict:
 
 
 def score(args, work: Path) -> dict:
-    ev = [sys.executable, "-m", "ganlab.evaluate", *DATA, f"n_fake={args.n_fake}", "metrics=[fid,kid,prc]"]
+    ev = [sys.executable, "-m", "ganlab.evaluate", *DATA, f"metrics.n_fake={args.n_fake}", "metrics.metrics=[fid,kid,prc]"]
     cmds = {"plain": [*ev, f"fake_dir={work / 'plain' / 'fakes'}", f"out={work / 'plain' / 'eval'}",
                       f"hydra.run.dir={work / 'plain' / 'eval'}"],
             "ganlab": [*ev, f"ckpt={work / 'ganlab' / 'checkpoints' / 'last.ckpt'}", f"out={work / 'ganlab' / 'eval'}",

@@ -6,7 +6,7 @@ Same protocol as every score in experiments/cpu_budget and experiments/limited_d
 ``data=celeba`` with ``data.split=all``, centre crop 178, Lanczos, 64 px, fed as uint8 to
 torch-fidelity's InceptionV3 (ganlab.metrics). Goes through ganlab's reference cache
 (``$GANLAB_CACHE/metrics/reference``), so every later ``python -m ganlab.evaluate ... data=celeba
-data.split=all data.crop=178 data.resize_filter=lanczos split=all`` reuses the file.
+data.split=all data.crop=178 data.resize_filter=lanczos metrics.split=all`` reuses the file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from ganlab.metrics.reference import reference_features
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_OVERRIDES = ["data=celeba", "data.crop=178", "data.resize_filter=lanczos", "data.resolution=64",
-                  "data.split=all", "split=all"]
+                  "data.split=all", "metrics.split=all",
+                  "metrics.sizes=full"]
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ref = reference_features(lambda: dm.split_images("all"), fingerprint=dm.fingerprint, split="all",
                              extractor=get_inception_extractor(None, "cpu", 64), n_real=None, subset_seed=0,
-                             cache_dir=cfg.cache_dir, batch_size=64)
+                             cache_dir=cfg.metrics.cache_dir, batch_size=64)
     print(f"reference: {ref.n} images, from_cache={ref.from_cache}, {time.perf_counter() - t0:.0f} s -> {ref.path}")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DATA = ["data=celeba", "data.crop=178", "data.resize_filter=lanczos", "data.resolution=64", "data.split=all",
-        "split=all"]
+        "metrics.split=all", "metrics.sizes=full"]
 #: the arms: overrides of ganlab.train on top of the experiment
 ARMS = {
     "none": ["model/augment=none"],
@@ -96,7 +96,7 @@ def run_job(args, n: int, arm: str, seed: int) -> dict:
         return {}
     tr = json.load(open(trained))
     ev = [sys.executable, "-m", "ganlab.evaluate", *DATA, f"ckpt={ckpt}",
-          f"n_fake={args.n_fake}", "metrics=[fid,kid,prc]", "kid_subset_size=" + str(min(1000, args.n_fake)),
+          f"metrics.n_fake={args.n_fake}", "metrics.metrics=[fid,kid,prc]", "metrics.kid_subset_size=" + str(min(1000, args.n_fake)),
           f"out={work / 'eval'}", f"hydra.run.dir={work / 'eval'}", "memorization_pairs=0"]
     sh(ev, log)
     m = json.load(open(work / "eval" / "metrics.json"))

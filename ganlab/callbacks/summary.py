@@ -6,7 +6,8 @@ puts there, e.g. ``metrics/fid``) is tracked per generator step:
 
 - ``final``: the last value;
 - ``best``: the lowest value and the generator step it was seen at, or the highest for names
-  matching ``maximize`` (precision, recall, IS, ...).
+  where higher is better (:data:`ganlab.metrics.core.MAXIMIZE`: precision, recall, IS, ...;
+  ``maximize``: fnmatch patterns instead).
 
 The values are read at the *start* of the next batch (and once more when fitting ends), so
 whatever every callback logged in ``on_train_batch_end`` - in whatever order the callbacks run -
@@ -32,23 +33,21 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 
-DEFAULT_MAXIMIZE = (
-    "metrics/precision", "metrics/recall", "metrics/f1", "metrics/density", "metrics/coverage",
-    "metrics/is", "metrics/is_*",
-)
+from ganlab.metrics.core import metric_mode
+
 
 
 class Summary(L.Callback):
     def __init__(
         self,
         path: str,
-        maximize: Sequence[str] = DEFAULT_MAXIMIZE,
+        maximize: Sequence[str] | None = None,
         exclude: Sequence[str] = ("epoch", "generator_step"),
         optimized_metric: str | None = None,
         watch: Sequence[str] = ("metrics/*",),
     ) -> None:
         self.path = path
-        self.maximize = tuple(maximize or ())
+        self.maximize = None if maximize is None else tuple(maximize)
         self.exclude = tuple(exclude or ())
         self.optimized_metric = optimized_metric
         self.watch = tuple(watch or ())
@@ -60,6 +59,8 @@ class Summary(L.Callback):
         self._t0 = time.time()
 
     def mode(self, key: str) -> str:
+        if self.maximize is None:  # the metrics' own list (ganlab.metrics.core.MAXIMIZE)
+            return metric_mode(key)
         return "max" if any(fnmatch.fnmatchcase(key, p) for p in self.maximize) else "min"
 
     # -- observation ---------------------------------------------------------------------

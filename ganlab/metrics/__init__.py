@@ -3,19 +3,23 @@
 Features come from torch-fidelity's TF-ported InceptionV3 (:mod:`ganlab.metrics.inception`, with
 offline weight resolution); the metric maths is torch-fidelity's, applied to feature arrays by the
 plain function :func:`compute_metrics` (:mod:`ganlab.metrics.core`); real-data features are cached
-per data split (:mod:`ganlab.metrics.reference`). Used by :class:`ganlab.callbacks.metrics.Metrics`
-during training and by ``python -m ganlab.evaluate`` afterwards.
+per data split (:mod:`ganlab.metrics.reference`). One evaluator (:mod:`ganlab.metrics.evaluator`, its
+protocol from ``conf/metrics/``) serves :class:`ganlab.callbacks.metrics.Metrics` during training,
+``python -m ganlab.evaluate`` afterwards and notebooks (:func:`evaluate_checkpoint`, :func:`evaluate_folder`).
 """
 
 from ganlab.metrics.core import (
+    MAXIMIZE,
     METRIC_KEYS,
     compute_metrics,
     density_coverage,
     fid_from_statistics,
     fid_statistics,
     kid_subset_size_used,
+    metric_mode,
     normalize_metric_names,
 )
+from ganlab.metrics.evaluator import Evaluator, Protocol, evaluate_checkpoint, evaluate_folder
 from ganlab.metrics.inception import (
     InceptionExtractor,
     InceptionWeights,
@@ -28,7 +32,10 @@ from ganlab.metrics.reference import ReferenceFeatures, reference_features
 from ganlab.metrics.sampling import GanSamples, ImageFolder, features_of_batches, gan_fake_features
 
 __all__ = [
+    "MAXIMIZE",
     "METRIC_KEYS",
+    "Evaluator",
+    "Protocol",
     "GanSamples",
     "ImageFolder",
     "InceptionExtractor",
@@ -37,6 +44,8 @@ __all__ = [
     "ReferenceFeatures",
     "compute_metrics",
     "density_coverage",
+    "evaluate_checkpoint",
+    "evaluate_folder",
     "features_of_batches",
     "fid_from_statistics",
     "fid_statistics",
@@ -44,6 +53,7 @@ __all__ = [
     "get_inception_extractor",
     "kid_subset_size_used",
     "memorization_stats",
+    "metric_mode",
     "nearest_neighbors",
     "normalize_metric_names",
     "reference_features",

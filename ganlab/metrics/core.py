@@ -38,6 +38,8 @@ METRIC_KEYS: dict[str, tuple[str, ...]] = {
     "dc": ("density", "coverage"),
     "is": ("is", "is_std"),
 }
+#: metric keys where a higher value is better; every other logged scalar is best when lowest
+MAXIMIZE = ("precision", "recall", "f1", "density", "coverage", "is")
 _ALIASES = {"pr": "prc", "precision_recall": "prc", "density_coverage": "dc", "isc": "is", "inception_score": "is"}
 
 DEFAULTS = {
@@ -64,6 +66,15 @@ def normalize_metric_names(metrics: Iterable[str] | str) -> list[str]:
         if m not in out:
             out.append(m)
     return out
+
+
+def metric_mode(name: str) -> str:
+    """``"max"`` or ``"min"``: which end of a logged scalar is best. ``name`` may carry a logger
+    prefix (``metrics/recall``); a ``_std`` key follows its metric (``is_std`` as ``is``). The one
+    list that the run summary (:mod:`ganlab.callbacks.summary`) and sweep reports
+    (:mod:`ganlab.report`) rank by."""
+    key = name.rsplit("/", 1)[-1]
+    return "max" if key.removesuffix("_std") in MAXIMIZE else "min"
 
 
 def as_features(x) -> torch.Tensor:
@@ -208,11 +219,13 @@ def compute_metrics(
 
 
 __all__ = [
+    "MAXIMIZE",
     "METRIC_KEYS",
     "compute_metrics",
     "density_coverage",
     "fid_from_statistics",
     "fid_statistics",
     "kid_subset_size_used",
+    "metric_mode",
     "normalize_metric_names",
 ]

