@@ -65,7 +65,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def upload(array: np.ndarray, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-    out = torch.empty((len(indices), *array.shape[1:]), dtype=torch.from_numpy(array[:0]).dtype, device=device)
+    out = torch.empty((len(indices), *array.shape[1:]), dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype,
+                      device=device)
     for start in range(0, len(indices), CHUNK_ROWS):
         rows = indices[start : start + CHUNK_ROWS]
         out[start : start + len(rows)].copy_(torch.from_numpy(np.ascontiguousarray(array[rows])))
