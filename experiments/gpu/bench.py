@@ -21,7 +21,9 @@ Adam 2e-4 / (0.5, 0.999), EMA 0.999 and horizontal flips as the experiment), for
   ``torch.compile`` of G and D.
 
 Timing: seconds from the end of generator step ``warmup`` to the end of step ``warmup + steps``,
-CUDA synchronised at both ends; start-up, data preparation and compilation are excluded.
+CUDA synchronised at both ends; start-up, data preparation and compilation are excluded. For the
+ganlab rows the timed steps also run under ``torch.cuda.set_sync_debug_mode("warn")`` and the
+table counts the host syncs it reported (the fast path's own: the read at the last step).
 bf16-mixed is ``torch.autocast(bfloat16)`` around the step in the plain loops, Lightning's
 ``bf16-mixed`` in ganlab.
 
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -69,19 +72,30 @@ def sync(device: torch.device) -> None:
 
 
 class Clock(L.Callback):
-    """Wall time between the end of generator step ``warmup`` and the end of the last step."""
+    """Wall time between the end of generator step ``warmup`` and the end of the last step; on CUDA
+    also the host syncs in between, as ``torch.cuda.set_sync_debug_mode("warn")`` reports them."""
 
     def __init__(self, warmup: int):
         self.warmup, self.t0, self.t1, self.n = warmup, None, None, 0
+        self.syncs, self._record = None, None
 
     def on_train_batch_end(self, trainer, pl_module, *args):
         if pl_module.generator_step == self.warmup:
             sync(pl_module.device)
+            if pl_module.device.type == "cuda":
+                self._record = warnings.catch_warnings(record=True)
+                self.syncs = self._record.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
             self.t0 = time.perf_counter()
         elif pl_module.generator_step > self.warmup:
             self.n += 1
 
     def on_train_end(self, trainer, pl_module):
+        if self._record is not None:
+            torch.cuda.set_sync_debug_mode("default")
+            self._record.__exit__(None, None, None)
+            self.syncs = sum("synchroniz" in str(w.message) for w in self.syncs)
         sync(pl_module.device)
         self.t1 = time.perf_counter()
 
@@ -109,15 +123,16 @@ def train_images(args) -> np.ndarray:
 
 
 # -- the rows -----------------------------------------------------------------------------------
-def ganlab_row(args, batch, precision, extra=()) -> float:
+def ganlab_row(args, batch, precision, extra=()) -> tuple[float, int | None]:
     clock = Clock(args.warmup)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         cfg = compose_cfg(Path(tmp), *overrides(args, batch, precision, extra), tiny=False)
         train(cfg, extra_callbacks=[clock])
-    return clock.n * batch / (clock.t1 - clock.t0)
+    return clock.n * batch / (clock.t1 - clock.t0), clock.syncs
 
 
-def plain_row(args, images: np.ndarray, batch: int, precision: str, tricks: bool, compile: bool = False) -> float:
+def plain_row(args, images: np.ndarray, batch: int, precision: str, tricks: bool,
+              compile: bool = False) -> tuple[float, None]:
     """The textbook loop (``tricks=False``) or the same loop tuned by hand, built from the same config."""
     cfg = cfg_for(args, batch, precision)
     device = torch.device(args.device)
@@ -171,7 +186,7 @@ def plain_row(args, images: np.ndarray, batch: int, precision: str, tricks: bool
             sync(device)
             t0 = time.perf_counter()
     sync(device)
-    return args.steps * batch / (time.perf_counter() - t0)
+    return args.steps * batch / (time.perf_counter() - t0), None
 
 
 def plan(args) -> list[dict]:
@@ -190,7 +205,7 @@ def plan(args) -> list[dict]:
     return rows
 
 
-def run_row(args, images, row) -> float:
+def run_row(args, images, row) -> tuple[float, int | None]:
     batch, precision, comp = row["batch"], row["precision"], row["compile"]
     if row["loop"] == "ganlab trainer=gpu":
         return ganlab_row(args, batch, precision, ["model.compile=true"] if comp else [])
@@ -243,18 +258,18 @@ def machine(device: str) -> str:
 
 def markdown(res: dict) -> str:
     lines = [f"# {res['label']}", "", f"Machine: {res['machine']}", "", f"Command: `{res['command']}`", "",
-             "| batch | precision | compile | loop | img/s | G steps/s | vs plain + tricks |",
-             "| ---: | --- | --- | --- | ---: | ---: | ---: |"]
+             "| batch | precision | compile | loop | img/s | G steps/s | vs plain + tricks | host syncs in the timed steps |",
+             "| ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     ref = {(r["batch"], r["precision"], r["compile"]): r.get("img_s") for r in res["steps"]
            if r["loop"] == "plain + tricks"}
     for r in res["steps"]:
         if r.get("img_s") is None:
-            lines.append(f"| {r['batch']} | {r['precision']} | {r['compile']} | {r['loop']} | {r['status']} | | |")
+            lines.append(f"| {r['batch']} | {r['precision']} | {r['compile']} | {r['loop']} | {r['status']} | | | |")
             continue
         base = ref.get((r["batch"], r["precision"], r["compile"]))
         ratio = f"{r['img_s'] / base:.2f}x" if base else ""
         lines.append(f"| {r['batch']} | {r['precision']} | {r['compile']} | {r['loop']} | {r['img_s']:.0f} | "
-                     f"{r['img_s'] / r['batch']:.1f} | {ratio} |")
+                     f"{r['img_s'] / r['batch']:.1f} | {ratio} | {'' if r.get('host_syncs') is None else r['host_syncs']} |")
     ev = res.get("evaluation")
     if ev:
         lines += ["", f"Evaluation (`experiments/metrics_cost/bench.py`): {ev['status']}", ""]
@@ -309,7 +324,7 @@ def main() -> None:
             res["steps"].append({**row, "status": "not measured (time limit)"})
             continue
         t0 = time.perf_counter()
-        row["img_s"] = run_row(args, images, row)
+        row["img_s"], row["host_syncs"] = run_row(args, images, row)
         row["row_seconds"] = round(time.perf_counter() - t0, 1)
         res["steps"].append(row)
         print(json.dumps(row), flush=True)
