@@ -218,8 +218,8 @@ def run_row(args, images, row) -> tuple[float, int | None]:
 def evaluation(args, seconds_left: float) -> dict:
     out = args.out / "metrics_cost"
     if args.smoke:
-        sizes = ["--n-real", "64", "--eval-n-fake", "32", "64", "--train-steps", "2", "--batch-size", "32",
-                 "--throughput-n", "32",
+        sizes = ["--n-real", "32", "--eval-n-fake", "16", "32", "--train-steps", "2", "--batch-size", "16",
+                 "--throughput-n", "16",
                  "--data-override", "data.num_images=512"]
     else:
         sizes = ["--eval-n-fake", "10000", "50000", "--train-steps", "300", "--batch-size", "500",
