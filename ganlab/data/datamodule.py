@@ -85,6 +85,7 @@ class GANDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         num_workers: int | None = None,
         pin_memory: bool = True,
+        device_cache: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -151,15 +152,21 @@ class GANDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         on_gpu = bool(trainer and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
-        return ArrayBatchLoader(
-            self.prepared.images, self.prepared.labels, self.prepared.splits[self.hparams.split],
-            self.hparams.batch_size, hflip=self.hparams.hflip, seed=self.hparams.seed,
-            rank=rank, world_size=world, pin_memory=self.hparams.pin_memory and on_gpu,
-        )
+        args = (self.prepared.images, self.prepared.labels, self.prepared.splits[self.hparams.split],
+                self.hparams.batch_size)
+        kwargs = dict(hflip=self.hparams.hflip, seed=self.hparams.seed, rank=rank, world_size=world)
+        if self.hparams.device_cache:  # trainer=gpu: the split resident on the training device, if it fits
+            from ganlab.data.device_loader import device_loader
+
+            device = trainer.strategy.root_device if trainer else torch.device("cpu")
+            loader = device_loader(*args, device=device, fraction=self.hparams.device_cache, **kwargs)
+            if loader is not None:
+                return loader
+        return ArrayBatchLoader(*args, **kwargs, pin_memory=self.hparams.pin_memory and on_gpu)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, flip = batch
         x = to_float(x)
-        if flip.any():
+        if self.hparams.hflip:  # not flip.any(): that would wait for the device every batch
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x, y

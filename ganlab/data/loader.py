@@ -68,6 +68,12 @@ class ArrayBatchLoader:
         per_rank = len(order) // self.world_size
         return order[self.rank :: self.world_size][:per_rank], rng
 
+    def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's rows of ``epoch`` in order, and their flip mask."""
+        order, rng = self._epoch_order(epoch)
+        flips = rng.random(len(order)) < 0.5 if self.hflip else np.zeros(len(order), dtype=bool)
+        return order, flips
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         n_batches = len(self)
         # the previous epoch was handed out in full: Lightning stops after len(self) batches, so
@@ -78,8 +84,7 @@ class ArrayBatchLoader:
         if self._resume_at >= n_batches:  # checkpoint taken after an epoch's last batch
             self.epoch += 1
             self._resume_at = 0
-        order, rng = self._epoch_order(self.epoch)
-        flips = rng.random(len(order)) < 0.5 if self.hflip else np.zeros(len(order), dtype=bool)
+        order, flips = self._epoch_plan(self.epoch)
         start, self._resume_at = self._resume_at, 0
         for b in range(start, n_batches):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]

@@ -21,7 +21,8 @@ Lightning pitfalls handled here:
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
 - a non-finite loss stops the run before any checkpoint is written from that step, and a
   checkpoint is never written from non-finite weights, so ``last.ckpt`` stays the last good
-  state (one host sync per batch for this check, not one per loss).
+  state (one host sync per batch for this check, or with ``model.speed.finite_check_every=N``
+  a device flag read without waiting, and before every checkpoint: ``ganlab.models.finite``).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ import torch
 from torch import nn
 
 from ganlab.models.augment import Augmentation
+from ganlab.models.finite import FiniteGuard, NonFiniteLossError
 from ganlab.models.losses import AdversarialLoss
+from ganlab.models.speed import Speed, build_optimizer, check_layout
 
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss becomes NaN/inf; the run stops with the last good checkpoint intact."""
+__all__ = ["GAN", "NonFiniteLossError"]
 
 
 class GAN(L.LightningModule):
@@ -66,6 +67,7 @@ class GAN(L.LightningModule):
         d_grad_clip: float | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        speed: Speed | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -85,6 +87,8 @@ class GAN(L.LightningModule):
         self.d_weight_clip = d_weight_clip
         self.g_grad_clip, self.d_grad_clip = g_grad_clip, d_grad_clip
         self.channels_last, self.compile_networks = channels_last, compile
+        self.speed = Speed.of(speed)  # fused optimizers, how often the non-finite flag is read
+        self._finite = FiniteGuard(self.speed.finite_check_every)
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay else None
         self.generator_step = 0
         self.discriminator_step = 0
@@ -120,12 +124,14 @@ class GAN(L.LightningModule):
 
     # -- setup --------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt_g = self.g_optimizer(self.generator.parameters())
-        opt_d = self.d_optimizer(self.discriminator.parameters())
+        fused = self.speed.fused_optimizer  # only on CUDA
+        opt_g = build_optimizer(self.g_optimizer, self.generator.parameters(), fused)
+        opt_d = build_optimizer(self.d_optimizer, self.discriminator.parameters(), fused)
         schedulers = [s(o) for s, o in ((self.g_scheduler, opt_g), (self.d_scheduler, opt_d)) if s]
         return [opt_g, opt_d], schedulers
 
     def setup(self, stage: str) -> None:
+        check_layout(self.channels_last, self.compile_networks)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
         if self.compile_networks:
@@ -246,34 +252,19 @@ class GAN(L.LightningModule):
         return [] if s is None else (s if isinstance(s, list) else [s])
 
     def _check_finite(self, d_loss: torch.Tensor, g_loss: torch.Tensor) -> None:
-        """One host sync per batch (not one per loss): the check runs after both updates, and
-        raising here, before any ``on_train_batch_end`` hook, means no checkpoint is written
-        from this step's weights; ``on_save_checkpoint`` refuses non-finite weights too.
-        Under DDP the verdict is AND-reduced over ranks, so every rank raises at the same step
-        (a rank that raised alone would leave the others waiting in the next collective)."""
-        losses = torch.stack([d_loss.detach(), g_loss.detach()])
-        local_ok = bool(torch.isfinite(losses).all())
-        trainer = self._trainer
-        ok = local_ok
-        if trainer is not None and trainer.world_size > 1:
-            ok = bool(trainer.strategy.reduce_boolean_decision(local_ok, all=True))
-        if ok:
-            return
-        if local_ok:
-            where = "another rank's"
-            value = float("nan")
-        else:
-            where = "discriminator" if not torch.isfinite(d_loss) else "generator"
-            value = (d_loss if where == "discriminator" else g_loss).item()
-        raise NonFiniteLossError(
-            f"non-finite {where} loss ({value}) at generator step {self.generator_step + 1} "
-            f"(optimizer step {self.global_step}); the run stopped and this step's weights were not "
-            "saved, so the last checkpoint holds the last good state. Try a lower learning rate, "
-            "gradient clipping (model.g_grad_clip / model.d_grad_clip) or precision=32."
-        )
+        """Raising here, before any ``on_train_batch_end`` hook, means no checkpoint is written from
+        this step's weights (``ganlab.models.finite``: each batch with ``model.speed.finite_check_every=1``,
+        else from a flag read without waiting, and always before a checkpoint and at the last step)."""
+        step, trainer = self.generator_step + 1, self._trainer
+        self._finite.record(step, d_loss, g_loss)
+        self._finite.after_step(self, step, last=trainer is not None and 0 < trainer.max_steps <= trainer.global_step)
+
+    def on_train_end(self) -> None:
+        self._finite.check(self, self.generator_step)
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._finite.check(self, self.generator_step)  # a loss that went non-finite since the last read
         bad = [name for name, p in self.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:
             raise NonFiniteLossError(f"refusing to write a checkpoint with non-finite weights: {bad[:5]}")
