@@ -40,6 +40,7 @@ from ganlab.metrics.reference import reference_features
 from ganlab.metrics.results import build_protocol, markdown_report, write_json
 from ganlab.metrics.fake_folder import LabelledImageFolder, kept_fractions
 from ganlab.metrics.sampling import GanSamples, features_of_batches
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="evaluate")
 @ganlab.console.user_errors()  # a data / option error: ganlab's message alone, exit 1
 def main(cfg: DictConfig) -> None:
     from ganlab import signals

@@ -62,6 +62,7 @@ from ganlab.utils.files import pid_alive
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
 from ganlab.selection import SelectionError, parse_selection, select
 from ganlab.selection import latent as select_latent
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +492,7 @@ def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> b
     return buf.getvalue().encode()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @ganlab.console.user_errors()  # a data / option error: ganlab's message alone, exit 1
 def main(cfg: DictConfig) -> None:
     from ganlab import signals
