@@ -36,6 +36,8 @@ class _DropMessages(logging.Filter):
 _DROP = _DropMessages(
     # an advertisement for Lightning's cloud logger, printed by every Trainer
     "try installing [litlogger]",
+    # the same for its model registry, printed when no checkpoint callback is configured (callbacks=none)
+    "try installing [litmodels]",
     # ganlab configures RichModelSummary itself, so Lightning skipping its default one is expected
     "Trainer already configured with model summary callbacks",
     # counts optimizer steps (n_critic + 1 per generator step); ganlab's last line says what ran

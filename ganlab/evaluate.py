@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ganlab  # noqa: F401  (config resolvers)
 from ganlab.metrics.evaluator import data_config, evaluate_checkpoint, evaluate_folder
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _data(cfg: DictConfig, ckpt: str | None) -> DictConfig:
     return cfg.data
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="evaluate")
 @ganlab.console.user_errors()  # data / option errors exit 1, an unreadable checkpoint 2: ganlab's message alone
 def main(cfg: DictConfig) -> None:
     from ganlab import signals

@@ -64,6 +64,7 @@ from ganlab import sampling
 from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
 from ganlab.selection import SelectionError, parse_selection, select
 from ganlab.utils.files import atomic_write_bytes, pid_alive
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +463,7 @@ def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> b
     return buf.getvalue().encode()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="generate")
 @ganlab.console.user_errors()  # data / option / checkpoint errors: ganlab's message alone (console's exit codes)
 def main(cfg: DictConfig) -> None:
     from ganlab import signals

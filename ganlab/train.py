@@ -28,6 +28,7 @@ from ganlab.callbacks.run_metadata import RunMetadata
 from ganlab.callbacks.sample_grid import SampleGrid
 from ganlab.checkpoints import resolve_ckpt_path
 from ganlab.models.gan import NonFiniteLossError
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     return metrics[name]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     console.route_logs_to_run_folder()
     with console.user_errors():

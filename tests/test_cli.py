@@ -97,6 +97,18 @@ def test_user_errors_print_one_message_and_exit_nonzero(tmp_path):
     proc = run_train(tmp_path, "model.n_critic=0", "generator_steps=2")  # a bad option value
     assert proc.returncode == 1
     assert "n_critic must be >= 1, got 0" in proc.stderr and "Traceback" not in proc.stderr
+    empty = tmp_path / "empty"  # a root that exists but holds no data set (the wrong layout)
+    empty.mkdir()
+    proc = run_train(tmp_path, "data=celeba", f"data.root={empty}", "generator_steps=2")
+    assert proc.returncode == 1
+    assert f"ERROR: data root is an empty folder: {empty}" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    bad = tmp_path / "bad.ckpt"  # an unreadable checkpoint: exit 2, the message alone
+    bad.write_bytes(b"not a checkpoint")
+    proc = run_train(tmp_path, f"ckpt_path={bad}")
+    assert proc.returncode == 2
+    assert f"ERROR: checkpoint {bad} is damaged" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_full_error_env_adds_the_traceback_and_keeps_the_exit_code(tmp_path):

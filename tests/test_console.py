@@ -42,3 +42,21 @@ def test_user_error_is_one_message_and_an_exit_code(err, code, message, caplog, 
 def test_other_errors_pass_through():
     with pytest.raises(KeyError):
         fails_with(KeyError("a bug"))
+
+
+def test_lightning_tips_are_dropped_and_its_other_lines_kept(caplog):
+    from ganlab.console import quiet_library_noise
+
+    quiet_library_noise()
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addHandler(caplog.handler)  # Lightning's loggers may not propagate to the root
+    try:
+        with caplog.at_level(logging.INFO, logger=logger.name):
+            logger.info("💡 Tip: For seamless cloud uploads and versioning, try installing "
+                        "[litmodels](https://pypi.org/project/litmodels/) to enable LitModelCheckpoint")
+            logger.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+            logger.info("GPU available: False, used: False")
+    finally:
+        logger.removeHandler(caplog.handler)
+    # (a record may arrive twice: through this handler and, propagated, through the root's)
+    assert {r.getMessage() for r in caplog.records} == {"GPU available: False, used: False"}

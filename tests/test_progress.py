@@ -46,6 +46,26 @@ def test_bar_counts_generator_steps_and_resumes(tmp_path, make_cfg):
     assert seen == [(4, 5, "G step"), (5, 5, "G step")]
 
 
+def test_bar_keeps_its_clock_over_epochs_and_ends_finished(tmp_path, make_cfg):
+    # 96 images / batch 16 = 6 batches per epoch: 14 generator steps span 3 epochs
+    cfg = make_cfg(tmp_path / "run", "generator_steps=14", *QUIET)
+    bar = RichProgressBar()
+    starts = []
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            starts.append(bar.train_progress_bar.start_time)
+
+    _, trainer = train(cfg, extra_callbacks=[bar, Clock()])
+    assert trainer.current_epoch >= 2 and len(starts) == 14
+    assert len(set(starts)) == 1  # Lightning's bar restarted its clock (and lost its ETA) every epoch
+    task = bar.train_progress_bar
+    assert task.finished and (task.completed, task.total) == (14, 14) and task.time_remaining == 0
+    time_column = next(c for c in bar.progress.columns if type(c).__name__ == "CustomTimeColumn")
+    shown = str(time_column.render(task))  # Lightning's "elapsed • remaining" column
+    assert shown.endswith("• 0:00:00") and "-:--:--" not in shown
+
+
 def test_cpu_evaluation_announces_images_rate_and_time(tiny_cfg, caplog):
     cfg = tiny_cfg("callbacks=none", "logger=[]", "trainer.enable_progress_bar=false", "generator_steps=1")
     cb = Metrics(every_n_steps=0, n_fake=24, n_real=16, batch_size=8, metrics=["fid"], save_best=False,

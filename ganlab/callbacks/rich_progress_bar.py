@@ -29,12 +29,25 @@ class RichProgressBar(LightningRichProgressBar):
         return int(getattr(module, "generator_step", 0)), float("inf") if total is None else total
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
+        # Lightning resets its task every epoch (elapsed back to 0, rate unknown: "0:00:00 • -:--:--"
+        # after each epoch boundary); one task for the whole run keeps the elapsed time and the ETA
+        if self.is_disabled or self.train_progress_bar_id is not None:
+            return
+        super().on_train_epoch_start(trainer, pl_module)  # creates the task
         if self.progress is not None and self.train_progress_bar_id is not None:
             done, total = self._position()
             self.progress.reset(self.train_progress_bar_id, total=total, completed=done,
                                 description=self._get_train_description(0), visible=True)
             self.refresh()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # the run is over (all steps, trainer.max_time or a stop signal): freeze the bar as finished
+        # at the step reached, so it ends "k/k elapsed • 0:00:00" rather than with a stale ETA
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            done = self._position()[0]
+            self.progress.update(self.train_progress_bar_id, total=done, completed=done)
+            self.refresh()
+        super().on_train_end(trainer, pl_module)
 
     def _initialize_train_progress_bar_id(self) -> None:  # mid-epoch resume
         done, total = self._position()

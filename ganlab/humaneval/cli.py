@@ -30,6 +30,7 @@ import ganlab  # noqa: F401  (config resolvers)
 from ganlab.humaneval import images as imgs
 from ganlab.humaneval import report as rep
 from ganlab.humaneval import study as db
+from ganlab.utils.conf_dir import conf_dir
 
 log = logging.getLogger("ganlab.humaneval")
 COMMANDS = ("serve", "report", "export")
@@ -225,8 +226,7 @@ def run(cfg: DictConfig) -> None:
         print(f"wrote {n} answers to {os.path.abspath(path)}")
 
 
-# an absolute path: relative ones resolve against the *module* (not the file) when imported from ganlab.humaneval
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
+CONF_DIR = conf_dir()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="humaneval")
