@@ -11,7 +11,7 @@ from ganlab.data.decode import ImageOptions, decode_file
 from ganlab.data.errors import DataLayoutError
 from ganlab.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES
 from ganlab.data.layouts import natural_sorted
-from ganlab.data.procedural_faces import ATTRIBUTE_NAMES, render_faces
+from ganlab.data.faces import ATTRIBUTE_NAMES, render_faces
 from ganlab.data.sources import prepare
 
 pytestmark = pytest.mark.usefixtures("private_cache")

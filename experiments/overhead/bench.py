@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import ganlab
-from ganlab.data.procedural_faces import render_faces
+from ganlab.data.faces import render_faces
 from ganlab.utils.pixels import to_float
 from ganlab.models.gan import GAN
 from ganlab.models.losses import NonSaturatingLoss

@@ -312,9 +312,9 @@ class _IdxSource(_Source):
 
 
 def _faces_module():
-    from ganlab.data import procedural_faces
+    from ganlab.data import faces
 
-    return procedural_faces
+    return faces
 
 
 def _faces_chunk(job) -> ChunkResult:
@@ -339,9 +339,8 @@ class _FacesSource(_Source):
         return {"root": None, "n": self.n_items, "seed": self.seed}
 
     def inputs(self) -> dict:
-        module = _faces_module()
-        path = getattr(module, "__file__", None)
-        code = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "unknown"
+        package = Path(_faces_module().__file__).parent  # the renderer's code: a change re-renders
+        code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(package.glob("*.py")))).hexdigest()
         return {"renderer": code, "attributes": self.names}
 
     def jobs(self, workers: int):
