@@ -113,7 +113,7 @@ def test_checkpoint_carries_class_names_and_counts(make_cfg, tmp_path):
     meta = torch.load(path, weights_only=False)["ganlab_data"]
     assert meta["class_names"] == FASHION_MNIST_CLASSES and meta["label_kind"] == "class"
     assert meta["label_counts"] == {n: 4 for n in FASHION_MNIST_CLASSES}
-    assert meta["data_config"]["source"] == "fashion_mnist" and meta["fingerprint"]
+    assert meta["data_config"]["source"]["_target_"] == "ganlab.data.sources.FashionMNIST" and meta["fingerprint"]
     gan = load_gan(path)
     assert gan.num_classes == 10
 

@@ -13,14 +13,15 @@ import pytest
 from data_fixtures import face_images, write_celeba
 
 from ganlab.data import decode
-from ganlab.data.sources import prepare
+from ganlab.data.faces.source import Faces
+from ganlab.data.sources import CelebA, auto, prepare
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _prep(root, cache_dir, **kw):
     kw = {"resolution": 16, "num_workers": 0, "progress": False, **kw}
-    return prepare("auto", root, cache_dir=cache_dir, **kw)
+    return prepare(auto, root, cache_dir=cache_dir, **kw)
 
 
 def _decodes(fn):
@@ -173,7 +174,7 @@ def test_parallel_build_matches_serial(tmp_path):
 def test_default_cache_dir_and_pickling(celeba_root, tmp_path, monkeypatch):
     root, _ = celeba_root
     monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "envcache"))
-    d = prepare("celeba", root, resolution=16, num_workers=0, progress=False, labels=["Male"])
+    d = prepare(CelebA, root, resolution=16, num_workers=0, progress=False, labels=["Male"])
     assert d.manifest["cache"]["images"].startswith(str(tmp_path / "envcache"))
     blob = pickle.dumps(d)
     assert len(blob) < d.images.nbytes  # the memmap travels as its path
@@ -183,7 +184,7 @@ def test_default_cache_dir_and_pickling(celeba_root, tmp_path, monkeypatch):
     np.testing.assert_array_equal(back.labels, d.labels)
 
 
-@pytest.mark.parametrize("source", ["faces"])
+@pytest.mark.parametrize("source", [Faces])
 def test_faces_are_rendered_once(cache_dir, source):
     kw = {"resolution": 16, "num_images": 40, "seed": 2, "labels": ["Male"]}
     a, n1 = _decodes(lambda: prepare(source, None, cache_dir=cache_dir, num_workers=0, progress=False, **kw))

@@ -164,7 +164,7 @@ def test_disk_full_keeps_the_previous_checkpoint(run5, tmp_path):
 def test_sigterm_saves_and_resume_is_exact(tmp_path, make_cfg):
     """SIGTERM in the middle of a run: exit 143 within seconds, last.ckpt at the step reached,
     ckpt_path=auto finishes the run with the weights of an uninterrupted one."""
-    common = ["trainer.deterministic=true", "callbacks=[model_checkpoint]", *QUIET, "data.num_images=96",
+    common = ["trainer.deterministic=true", "callbacks=[model_checkpoint]", *QUIET, "data.source.num_images=96",
               "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu", "model.generator.base_width=8",
               "model.discriminator.base_width=8", "model.generator.z_dim=16", "checkpoint_every=1000",
               "trainer.log_every_n_steps=1"]

@@ -70,8 +70,9 @@ def cpu_seconds() -> float:
 
 def full_datamodule(root: Path, cache: Path):
     from ganlab.data.datamodule import GANDataModule
+    from ganlab.data.sources import FashionMNIST
 
-    dm = GANDataModule(source="fashion_mnist", root=str(root), resolution=28, channels=1, labels="class",
+    dm = GANDataModule(source=FashionMNIST, root=str(root), resolution=28, channels=1, labels="class",
                        cache_dir=str(cache / "data"), num_workers=1)
     dm.prepare_data()
     dm.setup("fit")

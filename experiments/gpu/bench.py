@@ -63,7 +63,7 @@ def main():
             if comp and name.startswith("mlp"):
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = compose_cfg(Path(tmp), f"experiment={name}", "data=faces", "data.num_images=8192",
+                cfg = compose_cfg(Path(tmp), f"experiment={name}", "data=faces", "data.source.num_images=8192",
                                   "trainer=gpu", f"trainer.precision={precision}", f"model.channels_last={cl}",
                                   f"model.compile={comp}", f"generator_steps={args.warmup + args.steps}",
                                   "callbacks=none", "logger=[]", "trainer.enable_progress_bar=false",
