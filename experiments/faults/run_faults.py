@@ -301,7 +301,7 @@ def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
         (folder / f"{name.split()[0]}.ckpt").write_bytes(blob)
     torch.save({"state_dict": {}, "ganlab": {"model_config": {"x": _Payload(str(marker))}}}, folder / "pickle.ckpt")
     foreign = load_checkpoint(src)
-    foreign["ganlab"]["model_config"]["_target_"] = "subprocess.call"
+    foreign["hyper_parameters"]["generator"]["_target_"] = "subprocess.call"
     AtomicCheckpointIO().save_checkpoint(foreign, folder / "target.ckpt")
     cases = {"truncated": "truncated.ckpt", "zero-byte": "zero-byte.ckpt", "bit-flipped": "bit-flipped.ckpt",
              "pickle payload (os.system)": "pickle.ckpt", "foreign _target_ (subprocess.call)": "target.ckpt"}

@@ -124,7 +124,8 @@ class GANDataModule(L.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        self._prepare()
+        if self.prepared is None:  # already opened (ganlab.train prepares before building the model)
+            self._prepare()
 
     def setup(self, stage: str | None = None) -> None:
         if self.prepared is None:
@@ -165,6 +166,27 @@ class GANDataModule(L.LightningDataModule):
         if self.prepared.labels is None:
             return None
         return self.prepared.labels[self.prepared.splits[split or self.hparams.split]]
+
+    # -- checkpoints: the data's own state (Lightning stores it under checkpoint["GANDataModule"]) --
+    def state_dict(self) -> dict[str, Any]:
+        """Labels (names, kind, counts), fingerprint, split and image shape of the data trained on:
+        ``ganlab.generate`` names and balances its output with them (plain types only)."""
+        from ganlab.data.labels import label_metadata
+
+        if self.prepared is None:
+            return {}
+        return {**label_metadata(self), "image_shape": list(self.image_shape)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On resume: the labels must be the ones the checkpoint was trained with."""
+        if not state or self.prepared is None:
+            return
+        if (state.get("label_kind"), list(state.get("class_names") or [])) != (self.label_kind,
+                                                                                 self.class_names if self.label_kind else []):
+            raise ValueError(
+                f"resuming on data with other labels: the checkpoint was trained on {state.get('label_kind')!r} labels "
+                f"{list(state.get('class_names') or [])[:8]}, the data now has {self.label_kind!r} "
+                f"{self.class_names[:8]}; resume with the same data.labels (or start a new run)")
 
     # -- loading -------------------------------------------------------------------------
     def train_dataloader(self) -> ArrayBatchLoader:
