@@ -133,7 +133,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None, e
     loadable checkpoint). ``device``: default CUDA when available, else CPU. ``ema=False``: the raw
     generator. Raises :class:`ganlab.checkpoints.CheckpointError` with one message naming the file."""
     from ganlab.checkpoints import load_checkpoint
-    from ganlab.conditional import checkpoint_label_info
+    from ganlab.models.labels import checkpoint_label_info
     from ganlab.models import load_gan
 
     ckpt_path = _checkpoint_file(path, trust)

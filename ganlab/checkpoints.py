@@ -247,6 +247,59 @@ def instantiate_from_checkpoint(cfg: Any, *, path: str | os.PathLike, what: str,
     return hydra.utils.instantiate(cfg)
 
 
+# -- what a checkpoint says: the model's hyperparameters, the data's state --------------------------------
+DATA_STATE_KEY = "GANDataModule"  # Lightning stores LightningDataModule.state_dict() under the class name
+LEGACY_MODEL_KEY, LEGACY_DATA_KEY = "ganlab", "ganlab_data"  # checkpoints written before save_hyperparameters
+
+
+def stored_model_config(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's Hydra config (``_target_`` + the GAN's init arguments) a checkpoint rebuilds from:
+    Lightning's ``hyper_parameters``, or the ``model_config`` of an older ganlab checkpoint."""
+    hparams = ckpt.get("hyper_parameters")
+    if hparams:
+        return {"_target_": "ganlab.models.gan.GAN", **dict(hparams)}
+    legacy = ckpt.get(LEGACY_MODEL_KEY)
+    return legacy.get("model_config") if isinstance(legacy, dict) else None
+
+
+def stored_data_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What the training data was: ``data_config`` (rebuilds the datamodule), ``class_names``,
+    ``label_kind``, ``num_classes``, ``label_counts``, ``fingerprint``, ``split`` (empty if unknown)."""
+    if DATA_STATE_KEY in ckpt:
+        state = dict(ckpt[DATA_STATE_KEY])
+        hparams = ckpt.get("datamodule_hyper_parameters")
+        if hparams:
+            state["data_config"] = {"_target_": "ganlab.data.datamodule.GANDataModule", **dict(hparams)}
+        return state
+    return dict(ckpt.get(LEGACY_DATA_KEY) or {})
+
+
+def rebuild_module(cls: type, ckpt: dict[str, Any], *, path: str | os.PathLike, trust: bool = False,
+                   **kwargs: Any) -> Any:
+    """``cls.load_from_checkpoint`` (Lightning's) over an already safely loaded ``ckpt``, after
+    :func:`check_targets` on its stored config; older ganlab checkpoints get their config moved
+    into ``hyper_parameters`` (one compatibility branch)."""
+    import io
+
+    from lightning import LightningModule
+
+    config = stored_model_config(ckpt)
+    if not config or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} has no ganlab model config; was it written by `python -m ganlab.train`?")
+    if not trust:
+        check_targets(config, path=path, what="model config")
+    if config.get("_target_") != f"{cls.__module__}.{cls.__qualname__}":
+        raise CheckpointError(f"{path}: the stored model config builds {config.get('_target_')}, not {cls.__qualname__}")
+    plain = {**ckpt, "hyper_parameters": {k: v for k, v in config.items() if k != "_target_"}}
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)  # Lightning's public loader reads a file: hand it the checked dict
+    buffer.seek(0)
+    try:
+        return LightningModule.load_from_checkpoint.__func__(cls, buffer, weights_only=not trust, **kwargs)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config ({str(err)[:300]})") from None
+
+
 # -- resuming ----------------------------------------------------------------------------------------
 def checkpoint_candidates(folder: str | os.PathLike) -> list[Path]:
     """``*.ckpt`` in ``folder``, newest first (modification time; ``last.ckpt`` wins a tie)."""
@@ -304,4 +357,5 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trus
 
 
 __all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "instantiate_from_checkpoint",
-           "load_checkpoint", "newest_loadable", "resolve_ckpt_path", "save_atomic", "to_plain"]
+           "load_checkpoint", "newest_loadable", "rebuild_module", "resolve_ckpt_path", "save_atomic",
+           "stored_data_state", "stored_model_config", "to_plain"]

@@ -12,7 +12,7 @@ the manifest's ``selection`` entry.
 Layout (ImageFolder: one subfolder per label, ready for torchvision's ``ImageFolder``):
 
 * class-conditional models: ``out/<class name>/<latent index>.png``; class names come from the
-  checkpoint (``checkpoint["ganlab_data"]``, written by ``ganlab.train``), made safe as folder
+  checkpoint (the datamodule state ``checkpoint["GANDataModule"]``, written by ``ganlab.train``), made safe as folder
   names (``T-shirt/top`` -> ``T-shirt_top``; the manifest keeps the original name);
 * multi-hot models (CelebA attributes): one folder per requested attribute *combination*
   (``attributes=[[Eyeglasses],[Eyeglasses,Male],[]]`` -> ``Eyeglasses/``, ``Eyeglasses+Male/``,
@@ -61,10 +61,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
 from ganlab import sampling
-from ganlab.conditional import checkpoint_label_info, combination_name, folder_names
+from ganlab.checkpoints import stored_data_state, stored_model_config
+from ganlab.data.labels import combination_name
+from ganlab.models.labels import checkpoint_label_info
 from ganlab.selection import SelectionError, parse_selection, select
-from ganlab.utils.files import atomic_write_bytes, pid_alive
 from ganlab.utils.conf_dir import conf_dir
+from ganlab.utils.files import atomic_write_bytes, folder_names, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +350,7 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     ckpt_sha256 = hashlib.sha256(blob).hexdigest()
     try:
         ckpt = load_checkpoint(str(ckpt_path), map_location="cpu", trust=trust, data=blob)
-        if "state_dict" not in ckpt or not (ckpt.get("ganlab") or {}).get("model_config"):
+        if "state_dict" not in ckpt or not stored_model_config(ckpt):
             raise GenerateError(f"ckpt={ckpt_path} is not a ganlab.train checkpoint (no ganlab model config inside)")
         model = load_gan(str(ckpt_path), trust=trust, checkpoint=ckpt).to(device)
     except CheckpointError as err:
@@ -435,8 +437,8 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
                         int(model.generator.resolution)],
         "format": ext,
         "config": {k: _plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")},
-        "model_config": ckpt["ganlab"].get("model_config"),
-        "data_config": (ckpt.get("ganlab_data") or {}).get("data_config"),
+        "model_config": stored_model_config(ckpt),
+        "data_config": stored_data_state(ckpt).get("data_config"),
         "training_label_counts": info.get("label_counts") or {},
         "images": rows,
     }

@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from ganlab.data.layouts import natural_key
 LOSS_KEYS = ("loss/d", "loss/g")
 STEP_COLUMNS = ("metrics/generator_step", "generator_step", "step", "epoch")
 
@@ -45,11 +46,7 @@ def find_jobs(root: Path) -> list[Path]:
         rel = job.relative_to(root)
         if len(rel.parts) <= 4 and not any(p.startswith(".") for p in rel.parts):
             jobs.append(job)
-    return sorted(jobs, key=lambda p: _natural_key(str(p.relative_to(root))))
-
-
-def _natural_key(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+    return sorted(jobs, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
 def read_overrides(job: Path) -> dict[str, str]:

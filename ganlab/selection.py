@@ -136,6 +136,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device, cache_dir: str | None):
     """``(model, record)``: the label classifier of ``filter=classifier`` and what the manifest says of it."""
+    from ganlab.checkpoints import stored_data_state
     from ganlab.metrics.classifier import CompactCNN, get_label_classifier
 
     if spec.classifier_path:
@@ -148,7 +149,7 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
                                  f"(expected a file from ganlab.metrics.classifier's cache): {err}") from None
         return model.to(device).eval(), {"kind": "classifier", "path": os.path.abspath(spec.classifier_path),
                                          "sha256": sha256_file(spec.classifier_path)}
-    data_cfg = (ckpt.get("ganlab_data") or {}).get("data_config")
+    data_cfg = stored_data_state(ckpt).get("data_config")
     if not data_cfg:
         raise SelectionError("filter=classifier needs the training data config stored in the checkpoint "
                              "(written by ganlab.train), or filter_classifier=PATH")

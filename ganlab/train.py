@@ -24,11 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import ganlab  # noqa: F401  (registers the config resolvers)
 from ganlab import console, signals
-from ganlab.callbacks.run_metadata import RunMetadata
 from ganlab.callbacks.sample_grid import SampleGrid
 from ganlab.checkpoints import resolve_ckpt_path
 from ganlab.models.gan import NonFiniteLossError
 from ganlab.utils.conf_dir import conf_dir
+from ganlab.models.labels import check_label_spec, fill_num_classes
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, trust=bool(cfg.get("trust_checkpoint")))
     L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model)
-    model.model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    model = build_model(cfg.model, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
-    # conditional GANs: check the label spec against the data and store the data config, class
-    # names and label counts in every checkpoint (checkpoint["ganlab_data"], read by ganlab.generate)
-    callbacks.append(RunMetadata(OmegaConf.to_container(cfg.data, resolve=True)))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
@@ -62,6 +58,22 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[dict
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return metrics, trainer
+
+
+def build_model(model_cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The GAN from its config, its parts passed as configs (they become its hyperparameters, so
+    ``GAN.load_from_checkpoint`` rebuilds it); the data is prepared first so that
+    ``num_classes: null`` takes the data's label count and a configured one is checked against it."""
+    labelled = hasattr(type(datamodule), "label_kind")  # a GANDataModule (or one like it)
+    if labelled:
+        datamodule.prepare_data()  # a cache hit after the first run; the trainer's own call is then free
+        datamodule.setup("fit")
+        fill_num_classes(model_cfg, datamodule)  # in the run's config, so loggers record the number used
+    model = hydra.utils.instantiate(OmegaConf.to_container(model_cfg, resolve=True), _recursive_=False,
+                                    _convert_="all")
+    if labelled:
+        check_label_spec(model, datamodule)
+    return model
 
 
 def where_things_are(trainer: L.Trainer) -> str:

@@ -14,8 +14,7 @@ from ganlab.train import train
 QUIET = ["logger=[]", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"]
 TINY_DCGAN = ["model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16"]
 TINY_MLP = ["model.generator.hidden=[32,64]", "model.discriminator.hidden=[64,32]", "model.generator.z_dim=16"]
-FACES_MULTI_HOT = ["data.labels=[Smiling,Eyeglasses]", "model.generator.num_classes=2",
-                   "model.generator.label_kind=multi_hot"]
+FACES_MULTI_HOT = ["data.labels=[Smiling,Eyeglasses]", "model.generator.label_kind=multi_hot"]  # num_classes: data
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -44,7 +43,7 @@ def write_fashion_like(folder: Path, n_train: int = 200, n_test: int = 100) -> P
 
 def fashion_overrides(root: Path) -> list[str]:
     return ["data=fashion_mnist", f"data.root={root}", "data.labels=class", "data.batch_size=16",
-            "model.generator.num_classes=10", "data.resolution=28"]
+            "data.resolution=28"]  # model.generator.num_classes: from the data (10)
 
 
 def train_tiny(make_cfg, run_dir: Path, *overrides: str):

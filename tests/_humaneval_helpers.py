@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ganlab.data.procedural_faces import render_faces
+from ganlab.data.faces import render_faces
 from ganlab.humaneval import cli
 
 

@@ -17,7 +17,7 @@ SHARED_DATA = Path(os.environ.get("GANLAB_DATA", REPO.parent / "shared" / "data"
 
 # Tiny networks and data so each training test takes seconds on 2 CPU cores.
 TINY = [
-    "data.num_images=96",
+    "data.source.num_images=96",
     "data.resolution=16",
     "data.batch_size=16",
     "trainer.accelerator=cpu",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ganlab.data.procedural_faces import render_faces
+from ganlab.data.faces import render_faces
 
 ATTRS = ["5_o_Clock_Shadow", "Eyeglasses", "Male", "Smiling", "Young"]
 SHARED_DATA = Path(os.environ.get("GANLAB_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")

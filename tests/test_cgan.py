@@ -9,7 +9,10 @@ import torch
 from PIL import Image
 
 from _cgan_helpers import FACES_MULTI_HOT, QUIET, TINY_DCGAN, TINY_MLP, fashion_overrides, write_fashion_like
-from ganlab.conditional import LabelSpecError, folder_names, interpolation_labels, soft_class_labels
+from ganlab.models.labels import LabelSpecError
+from ganlab.sampling import interpolation_labels, soft_class_labels
+from ganlab.utils.files import folder_names
+from ganlab.checkpoints import stored_data_state
 from ganlab.data.idx import FASHION_MNIST_CLASSES
 from ganlab.models import load_gan
 from ganlab.models.networks.dcgan import DCGANGenerator
@@ -101,6 +104,8 @@ def test_label_spec_is_checked_against_the_data(make_cfg, tmp_path):
     cfg = make_cfg(tmp_path, *base, "model.generator.num_classes=2")  # faces without labels
     with pytest.raises(LabelSpecError, match="data has no labels"):
         train(cfg)
+    with pytest.raises(LabelSpecError, match=r"num_classes: null = from the data.*data has no labels"):
+        train(make_cfg(tmp_path, *base))  # num_classes left to the data, which has none
 
 
 def test_checkpoint_carries_class_names_and_counts(make_cfg, tmp_path):
@@ -110,10 +115,12 @@ def test_checkpoint_carries_class_names_and_counts(make_cfg, tmp_path):
                    "trainer.accelerator=cpu", *QUIET, tiny=False)
     train(cfg)
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    meta = torch.load(path, weights_only=False)["ganlab_data"]
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["hyper_parameters"]["generator"]["num_classes"] == 10  # no config typed it: the data's 10 classes
+    meta = stored_data_state(ckpt)
     assert meta["class_names"] == FASHION_MNIST_CLASSES and meta["label_kind"] == "class"
     assert meta["label_counts"] == {n: 4 for n in FASHION_MNIST_CLASSES}
-    assert meta["data_config"]["source"] == "fashion_mnist" and meta["fingerprint"]
+    assert meta["data_config"]["source"]["_target_"] == "ganlab.data.sources.FashionMNIST" and meta["fingerprint"]
     gan = load_gan(path)
     assert gan.num_classes == 10
 

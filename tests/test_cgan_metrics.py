@@ -53,6 +53,7 @@ def test_per_class_fid_is_zero_for_identical_classes_and_large_for_swapped():
 def test_evaluate_reports_label_fidelity_and_intra_fid(make_cfg, tmp_path, monkeypatch):
     import ganlab.metrics.classifier as clf_mod
     from ganlab.data.datamodule import GANDataModule
+    from ganlab.data.sources import FashionMNIST
     from ganlab.evaluate import evaluate
     from ganlab.train import train
 
@@ -60,7 +61,7 @@ def test_evaluate_reports_label_fidelity_and_intra_fid(make_cfg, tmp_path, monke
     root = write_fashion_like(tmp_path / "fmnist", n_train=200, n_test=100)
     train(make_cfg(tmp_path, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
                    "trainer.accelerator=cpu", *CKPT_OVERRIDES, *QUIET, tiny=False))
-    dm = GANDataModule(source="fashion_mnist", root=str(root), resolution=16, channels=1, labels="class",
+    dm = GANDataModule(source=FashionMNIST, root=str(root), resolution=16, channels=1, labels="class",
                        cache_dir=str(tmp_path / "cache" / "data"))
     dm.prepare_data()
     cfg = {"ckpt": str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "n_fake": 60, "n_real": None, "split": "train",
@@ -91,7 +92,7 @@ def test_label_fidelity_classifier_on_real_fashion_mnist(tmp_path):
     from ganlab.data.datamodule import GANDataModule
 
     torch.set_num_threads(1)
-    dm = GANDataModule(source="fashion_mnist", root=str(SHARED_FMNIST), resolution=28, channels=1, labels="class",
+    dm = GANDataModule(source=FashionMNIST, root=str(SHARED_FMNIST), resolution=28, channels=1, labels="class",
                        cache_dir=str(tmp_path / "data"))
     dm.prepare_data()
     dm.setup()

@@ -14,7 +14,7 @@ from PIL import Image
 from ganlab.models import load_gan
 
 TINY = [
-    "data.num_images=96", "data.resolution=16", "data.batch_size=16",
+    "data.source.num_images=96", "data.resolution=16", "data.batch_size=16",
     "model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16",
     "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "generator_steps=6", "sample_every=2", "checkpoint_every=3",
 ]

@@ -13,20 +13,25 @@ import pytest
 from data_fixtures import face_images, write_celeba
 
 from ganlab.data import decode
-from ganlab.data.sources import prepare
+from ganlab.data.faces.source import Faces
+from ganlab.data.sources import CelebA, auto, prepare
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _prep(root, cache_dir, **kw):
     kw = {"resolution": 16, "num_workers": 0, "progress": False, **kw}
-    return prepare("auto", root, cache_dir=cache_dir, **kw)
+    return prepare(auto, root, cache_dir=cache_dir, **kw)
+
+
+def _decoded(d) -> int:
+    """Images this call decoded/rendered: the cache manifest's count when it built, 0 on a hit."""
+    return d.manifest["counts"]["images"] if d.manifest["cache"]["built"] else 0
 
 
 def _decodes(fn):
-    before = decode.decoded_count()
     out = fn()
-    return out, decode.decoded_count() - before
+    return out, _decoded(out)
 
 
 def _entries(cache_dir):
@@ -108,14 +113,13 @@ def _child(root, cache_dir, barrier, queue):
     _slow_decoding(0.02)  # a build of ~0.3 s: the second process must wait on the lock
     barrier.wait()
     d = _prep(root, cache_dir)
-    queue.put((decode.decoded_count(), int(np.asarray(d.images, dtype=np.int64).sum())))
+    queue.put((_decoded(d), int(np.asarray(d.images, dtype=np.int64).sum())))
 
 
 def test_two_concurrent_prepares_build_once(celeba_root, cache_dir):
     root, _ = celeba_root
     ctx = mp.get_context("fork")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    decode.reset_decoded_count()
     procs = [ctx.Process(target=_child, args=(root, cache_dir, barrier, queue)) for _ in range(2)]
     for p in procs:
         p.start()
@@ -173,7 +177,7 @@ def test_parallel_build_matches_serial(tmp_path):
 def test_default_cache_dir_and_pickling(celeba_root, tmp_path, monkeypatch):
     root, _ = celeba_root
     monkeypatch.setenv("GANLAB_CACHE", str(tmp_path / "envcache"))
-    d = prepare("celeba", root, resolution=16, num_workers=0, progress=False, labels=["Male"])
+    d = prepare(CelebA, root, resolution=16, num_workers=0, progress=False, labels=["Male"])
     assert d.manifest["cache"]["images"].startswith(str(tmp_path / "envcache"))
     blob = pickle.dumps(d)
     assert len(blob) < d.images.nbytes  # the memmap travels as its path
@@ -183,7 +187,7 @@ def test_default_cache_dir_and_pickling(celeba_root, tmp_path, monkeypatch):
     np.testing.assert_array_equal(back.labels, d.labels)
 
 
-@pytest.mark.parametrize("source", ["faces"])
+@pytest.mark.parametrize("source", [Faces])
 def test_faces_are_rendered_once(cache_dir, source):
     kw = {"resolution": 16, "num_images": 40, "seed": 2, "labels": ["Male"]}
     a, n1 = _decodes(lambda: prepare(source, None, cache_dir=cache_dir, num_workers=0, progress=False, **kw))

@@ -10,7 +10,7 @@ from data_fixtures import write_bad_corpus
 from PIL import Image
 
 from ganlab.data.decode import DecodeError, ImageOptions, decode_file
-from ganlab.data.sources import prepare
+from ganlab.data.sources import Folder, prepare
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -31,7 +31,7 @@ def _by_name(d, name):
 def test_bad_files_are_skipped_and_counted(corpus, cache_dir, caplog):
     folder, expect = corpus
     with caplog.at_level(logging.WARNING, logger="ganlab.data"):
-        d = prepare("folder", folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False,
+        d = prepare(Folder, folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False,
                     val_fraction=0.0)
     assert len(d) == len(expect["rows"]) == 8
     m = d.manifest
@@ -47,13 +47,13 @@ def test_bad_files_are_skipped_and_counted(corpus, cache_dir, caplog):
     assert "1 empty file" in lines[0] and "1 not an image" in lines[0] and "1 corrupt or truncated" in lines[0]
     # the cache hit reports nothing new and still knows the skipped files
     caplog.clear()
-    again = prepare("folder", folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False)
+    again = prepare(Folder, folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False)
     assert again.manifest["counts"]["skipped"] == 3 and not caplog.records
 
 
 def test_mode_conversions(corpus, cache_dir):
     folder, _ = corpus
-    d = prepare("folder", folder, resolution=20, cache_dir=cache_dir, num_workers=0, progress=False)
+    d = prepare(Folder, folder, resolution=20, cache_dir=cache_dir, num_workers=0, progress=False)
     pal = _by_name(d, "c01_palette.png")
     assert tuple(pal[:, 10, 2]) == (255, 0, 0) and tuple(pal[:, 10, 17]) == (0, 0, 255)
     rgba = _by_name(d, "c02_rgba.png")  # transparent half composited on white
@@ -68,7 +68,7 @@ def test_mode_conversions(corpus, cache_dir):
 
 def test_exif_orientation_is_honoured(corpus, cache_dir):
     folder, _ = corpus
-    d = prepare("folder", folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False)
+    d = prepare(Folder, folder, resolution=16, cache_dir=cache_dir, num_workers=0, progress=False)
     img = _by_name(d, "c06_exif.jpg")
     # stored 40x20 left red / right blue; orientation 6 shows it rotated clockwise: top red, bottom blue
     top, bottom = img[:, 2, 8].astype(int), img[:, 13, 8].astype(int)
@@ -95,6 +95,6 @@ def test_all_files_broken_is_a_layout_error(tmp_path, cache_dir):
     (folder / "a.jpg").write_bytes(b"")
     (folder / "b.png").write_text("nope")
     with pytest.raises(DataLayoutError, match="none of the 2 image file") as e:
-        prepare("folder", folder, cache_dir=cache_dir, num_workers=0, progress=False)
+        prepare(Folder, folder, cache_dir=cache_dir, num_workers=0, progress=False)
     assert str(folder) in str(e.value)
     assert not list(cache_dir.glob("*.npy")) and not list(cache_dir.glob("*.tmp-*"))

@@ -8,7 +8,6 @@ import torch
 from data_fixtures import SHARED_DATA, solid_png
 from hydra.utils import instantiate
 
-from ganlab.data import decode
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -24,11 +23,10 @@ def _module(make_cfg, tmp_path, *overrides):
 
 
 def _first_batch(dm):
-    before = decode.decoded_count()
-    dm.prepare_data()
-    built = decode.decoded_count() - before
+    first = dm._prepare(progress=False)  # what prepare_data runs
+    built = first.manifest["counts"]["images"] if first.manifest["cache"]["built"] else 0
     dm.setup("fit")
-    assert decode.decoded_count() - before == built  # setup is a cache hit
+    assert not dm.prepared.manifest["cache"]["built"]  # setup is a cache hit
     x, y, flip = next(iter(dm.train_dataloader()))
     assert x.dtype == torch.uint8
     return dm.on_after_batch_transfer((x, y, flip), 0), built

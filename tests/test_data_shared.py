@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from data_fixtures import SHARED_DATA
 
-from ganlab.data import decode
 from ganlab.data.decode import ImageOptions, decode_file
-from ganlab.data.sources import prepare
+from ganlab.data.sources import CelebA, auto, prepare
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -30,7 +29,7 @@ SUBSET_COUNTS = {"Male": 1726, "Eyeglasses": 287, "Smiling": 2711, "Young": 4795
 @pytest.fixture(scope="module")
 def celeba32(tmp_path_factory):
     """All 6,000 images at 32 px (crop 140): about 2 s to build on 2 cores."""
-    return prepare("auto", CELEBA, resolution=32, crop=140, labels=list(SUBSET_COUNTS),
+    return prepare(auto, CELEBA, resolution=32, crop=140, labels=list(SUBSET_COUNTS),
                    cache_dir=tmp_path_factory.mktemp("celeba-cache"), progress=False)
 
 
@@ -51,17 +50,16 @@ def test_celeba_subset_loads(celeba32):
 @needs_celeba
 def test_celeba_subset_cache_hit_and_class_mode(celeba32):
     cache_dir = celeba32.manifest["cache"]["images"].rsplit("/", 1)[0]
-    before = decode.decoded_count()
-    d = prepare("celeba", CELEBA, resolution=32, crop=140, labels=["Male", "Eyeglasses"], label_mode="class",
+    d = prepare(CelebA, CELEBA, resolution=32, crop=140, labels=["Male", "Eyeglasses"], label_mode="class",
                 cache_dir=cache_dir, progress=False)
-    assert decode.decoded_count() == before and not d.manifest["cache"]["built"]
+    assert not d.manifest["cache"]["built"]
     counts = np.bincount(d.labels, minlength=4)
     assert counts[1] + counts[3] == 1726 and counts[2] + counts[3] == 287 and counts.sum() == 6000
 
 
 @needs_celeba
 def test_celeba_subset_quick(tmp_path):
-    d = prepare("celeba", CELEBA, resolution=16, crop=108, max_images=600, labels=["Male"],
+    d = prepare(CelebA, CELEBA, resolution=16, crop=108, max_images=600, labels=["Male"],
                 cache_dir=tmp_path, progress=False)
     assert d.images.shape == (600, 3, 16, 16)
     assert sum(len(d.splits[k]) for k in ("train", "val", "test")) == 600 and set(d.splits) == {"train", "val", "test", "all"}
@@ -71,7 +69,7 @@ def test_celeba_subset_quick(tmp_path):
 
 @needs_fashion
 def test_fashion_mnist(tmp_path):
-    d = prepare("auto", FASHION, resolution=28, channels=1, labels="class", cache_dir=tmp_path, progress=False)
+    d = prepare(auto, FASHION, resolution=28, channels=1, labels="class", cache_dir=tmp_path, progress=False)
     assert d.images.shape == (70000, 1, 28, 28)
     assert d.class_names[0] == "T-shirt/top" and d.class_names[9] == "Ankle boot"
     assert {k: len(v) for k, v in d.splits.items()} == {"train": 60000, "test": 10000, "all": 70000}

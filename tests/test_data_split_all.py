@@ -7,7 +7,8 @@ import pytest
 from data_fixtures import write_celeba
 
 from ganlab.data.datamodule import GANDataModule
-from ganlab.data.sources import with_all_split
+
+from ganlab.data.sources import CelebA, with_all_split
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -22,7 +23,7 @@ def test_with_all_split_is_the_sorted_union():
 
 def test_celeba_split_all_covers_the_official_partition(tmp_path):
     truth = write_celeba(tmp_path / "celeba", n=15)
-    dm = GANDataModule(source="celeba", root=str(tmp_path / "celeba"), resolution=16, split="all",
+    dm = GANDataModule(source=CelebA, root=str(tmp_path / "celeba"), resolution=16, split="all",
                        cache_dir=str(tmp_path / "cache"), num_workers=1, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")

@@ -98,7 +98,7 @@ def damaged_copies(src: Path, folder: Path) -> dict[str, Path]:
     out["pickle"] = folder / "pickle.ckpt"
     torch.save({"state_dict": {}, "ganlab": {"x": Payload(str(folder / "PWNED"))}}, out["pickle"])
     foreign = load_checkpoint(src)
-    foreign["ganlab"]["model_config"]["generator"]["_target_"] = "os.system"
+    foreign["hyper_parameters"]["generator"]["_target_"] = "os.system"
     out["target"] = folder / "target.ckpt"
     AtomicCheckpointIO().save_checkpoint(foreign, out["target"])
     return out
@@ -115,6 +115,38 @@ def test_damaged_and_malicious_checkpoints_fail_clearly(run5, tmp_path, kind, ma
         load_gan(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "PWNED").exists()
+
+
+def _as_written_by_older_ganlab(ckpt: dict) -> dict:
+    """The checkpoint layout before save_hyperparameters: model config in ckpt["ganlab"], data
+    metadata in ckpt["ganlab_data"], no Lightning hyper_parameters / datamodule state."""
+    old = {k: v for k, v in ckpt.items() if k not in ("hyper_parameters", "GANDataModule", "datamodule_hyper_parameters")}
+    old["ganlab"] = {**ckpt["ganlab"], "model_config": {"_target_": "ganlab.models.gan.GAN", **ckpt["hyper_parameters"]}}
+    old["ganlab_data"] = {**ckpt["GANDataModule"], "data_config": {"_target_": "ganlab.data.datamodule.GANDataModule",
+                                                                  **ckpt["datamodule_hyper_parameters"]}}
+    return old
+
+
+def test_checkpoints_rebuild_from_hyperparameters_and_older_layout_still_loads(run5, tmp_path):
+    from ganlab.checkpoints import stored_data_state
+    from ganlab.models.gan import GAN
+
+    ckpt = load_checkpoint(run5[0] / "last.ckpt")
+    assert "model_config" not in ckpt["ganlab"] and "ganlab_data" not in ckpt
+    assert ckpt["hyper_parameters"]["generator"]["_target_"] == "ganlab.models.networks.dcgan.DCGANGenerator"
+    assert ckpt["GANDataModule"]["image_shape"] == [3, 16, 16]
+    new = GAN.load_from_checkpoint(run5[0] / "last.ckpt")
+    assert new.generator_step == 5
+    old_path = tmp_path / "old.ckpt"
+    AtomicCheckpointIO().save_checkpoint(_as_written_by_older_ganlab(ckpt), old_path)
+    old = load_gan(old_path)
+    assert_same(old.state_dict(), new.state_dict())
+    assert old.generator_step == 5
+    assert stored_data_state(load_checkpoint(old_path)) == stored_data_state(ckpt)
+    bare = {k: v for k, v in ckpt.items() if k != "hyper_parameters"}
+    AtomicCheckpointIO().save_checkpoint(bare, tmp_path / "bare.ckpt")
+    with pytest.raises(CheckpointError, match="has no ganlab model config"):
+        load_gan(tmp_path / "bare.ckpt")
 
 
 def test_generate_and_evaluate_refuse_foreign_targets(run5, tmp_path):
@@ -164,7 +196,7 @@ def test_disk_full_keeps_the_previous_checkpoint(run5, tmp_path):
 def test_sigterm_saves_and_resume_is_exact(tmp_path, make_cfg):
     """SIGTERM in the middle of a run: exit 143 within seconds, last.ckpt at the step reached,
     ckpt_path=auto finishes the run with the weights of an uninterrupted one."""
-    common = ["trainer.deterministic=true", "callbacks=[model_checkpoint]", *QUIET, "data.num_images=96",
+    common = ["trainer.deterministic=true", "callbacks=[model_checkpoint]", *QUIET, "data.source.num_images=96",
               "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu", "model.generator.base_width=8",
               "model.discriminator.base_width=8", "model.generator.z_dim=16", "checkpoint_every=1000",
               "trainer.log_every_n_steps=1"]

@@ -64,7 +64,7 @@ def test_class_folders_counts_and_manifest(ckpts, tmp_path):
     assert m["checkpoint"]["sha256"] == hashlib.sha256(ckpts["class"].read_bytes()).hexdigest()
     assert m["class_names"] == FASHION_MNIST_CLASSES and m["layout"] == "class_folders"
     assert m["config"]["per_class"] == 3 and m["model_config"]["generator"]["num_classes"] == 10
-    assert m["data_config"]["source"] == "fashion_mnist"
+    assert m["data_config"]["source"]["_target_"] == "ganlab.data.sources.FashionMNIST"
     rows = m["images"]
     assert [r["latent_index"] for r in rows] == list(range(9))
     assert [r["class"] for r in rows] == ["T-shirt/top"] * 3 + ["Sandal"] * 3 + ["Ankle boot"] * 3

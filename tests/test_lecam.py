@@ -46,7 +46,7 @@ def test_lecam_composes_with_every_loss_and_augmentation(tiny_cfg, loss):
 # 91 training images / batch 16: the checkpoint at G step 4 sits mid-epoch, mid ADA interval
 # (4 D steps, interval 3) and after LeCam's EMAs started averaging (start 2).
 RESUME = [
-    "trainer.deterministic=true", "data.num_images=91", "model.instance_noise=0.1", "model.ema_decay=0.9",
+    "trainer.deterministic=true", "data.source.num_images=91", "model.instance_noise=0.1", "model.ema_decay=0.9",
     "model/augment=ada", "model.augment.interval=3", "model.augment.speed_images=200",
     "model/lecam=default", "model.lecam.start=2", "model.lecam.decay=0.5",
     "callbacks=[model_checkpoint]", "logger=[]",

@@ -17,7 +17,7 @@ from _wandb_records import offline_runs, summarize
 from ganlab.loggers import resolve_offline, run_name, swept_keys, wandb_credentials_available
 
 TINY = [
-    "data.num_images=96", "data.resolution=16", "data.batch_size=16",
+    "data.source.num_images=96", "data.resolution=16", "data.batch_size=16",
     "model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16",
     "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "generator_steps=4", "sample_every=2",
     "checkpoint_every=4", "callbacks.rich_progress_bar=null",

@@ -105,7 +105,7 @@ def test_cli_with_hydra_and_real_inception(trained, tmp_path):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "fakes" / f"{i}.png")
     env = {**os.environ, "GANLAB_INCEPTION_WEIGHTS": session_weights().path}
     cmd = [sys.executable, "-m", "ganlab.evaluate", f"fake_dir={tmp_path / 'fakes'}", "data=faces",
-           "data.num_images=96", "data.resolution=16", f"paths.root_dir={tmp_path}",
+           "data.source.num_images=96", "data.resolution=16", f"paths.root_dir={tmp_path}",
            f"paths.cache_dir={cfg.paths.cache_dir}", f"out={tmp_path / 'out'}", "metrics.n_real=8", "metrics.metrics=[kid,prc]",
            "metrics.kid_subset_size=4", "device=cpu", "memorization_pairs=2"]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

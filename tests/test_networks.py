@@ -109,3 +109,27 @@ def test_projection_embedding_starts_small(make):
 def test_unknown_generator_conditioning_is_refused():
     with pytest.raises(ValueError, match="'concat', 'cbn' or 'concat\\+cbn'"):
         DCGANGenerator(z_dim=8, resolution=16, base_width=8, num_classes=3, conditioning="film")
+
+
+@pytest.mark.parametrize("make", [lambda **kw: DCGANDiscriminator(resolution=16, channels=1, base_width=8, **kw),
+                                  lambda **kw: MLPDiscriminator(resolution=8, channels=1, hidden=(16, 8), **kw)])
+def test_shared_label_head_concat_and_projection(make):
+    """Both discriminators use the one label head: projection adds <embed(y), sum_xy h> to the
+    unconditional logit; concat joins the embedding to the input (a different logit per label)."""
+    torch.manual_seed(0)
+    d = make(num_classes=4, conditioning="projection").eval()
+    x, y = torch.randn(3, 1, *(16, 16) if isinstance(d, DCGANDiscriminator) else (8, 8)), torch.tensor([0, 2, 3])
+    feats = {}
+    layer = d.features if isinstance(d, DCGANDiscriminator) else d.body
+    layer.register_forward_hook(lambda m, i, o: feats.setdefault("h", o))
+    logit = d(x, y)
+    h = feats["h"]
+    pooled = h.sum(dim=(2, 3)) if h.dim() == 4 else h
+    plain = d.to_logit(h).flatten(1).squeeze(1)
+    torch.testing.assert_close(logit, plain + (d.project.embed.weight[y] * pooled).sum(1))
+    c = make(num_classes=4, conditioning="concat").eval()
+    assert not hasattr(c, "project") and c.embed.embed.weight.shape[0] == 4
+    outs = torch.stack([c(x[:1], torch.tensor([k])) for k in range(4)]).flatten()
+    assert outs.unique().numel() == 4
+    with pytest.raises(ValueError, match="'concat' or 'projection'"):
+        make(num_classes=4, conditioning="film")

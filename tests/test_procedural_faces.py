@@ -1,12 +1,12 @@
-"""Tests for the embedded procedural face data set (ganlab.data.procedural_faces)."""
+"""Tests for the embedded procedural face data set (ganlab.data.faces)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import ganlab.data.procedural_faces as pf
-from ganlab.data.procedural_faces import (
+import ganlab.data.faces.shapes as face_shapes
+from ganlab.data.faces import (
     ATTRIBUTE_NAMES,
     ATTRIBUTE_PROBS,
     render_faces,
@@ -95,7 +95,7 @@ def test_windowed_drawing_matches_full_frame_drawing(monkeypatch):
     # chunk, for speed. Windows are tightest for single faces; no pixel may change.
     single = [render_faces(1, resolution=48, seed=2, start=i)[0] for i in range(150)]
     single = np.concatenate(single)
-    monkeypatch.setattr(pf, "_CROP", False)
+    monkeypatch.setattr(face_shapes, "_CROP", False)
     full, _ = render_faces(150, resolution=48, seed=2)
     np.testing.assert_array_equal(single, full)
 

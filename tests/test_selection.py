@@ -179,12 +179,13 @@ def test_discriminator_filter_deterministic_counts_and_fails_clearly(setup, tmp_
 def test_evaluate_recurses_into_class_folders(setup, tmp_path, monkeypatch):
     import ganlab.metrics.classifier as clf_mod
     from ganlab.data.datamodule import GANDataModule
+    from ganlab.data.sources import FashionMNIST
     from ganlab.evaluate import evaluate
 
     monkeypatch.setitem(clf_mod.DEFAULTS, "steps", 40)
     run(setup, tmp_path / "syn", per_class=3, filter="classifier", filter_threshold=_median_threshold(setup, tmp_path),
         min_acceptance=0.01)
-    dm = GANDataModule(source="fashion_mnist", root=str(setup["root"]), resolution=16, channels=1, labels="class",
+    dm = GANDataModule(source=FashionMNIST, root=str(setup["root"]), resolution=16, channels=1, labels="class",
                        cache_dir=str(tmp_path / "cache" / "data"))
     dm.prepare_data()
     cfg = {"ckpt": None, "fake_dir": str(tmp_path / "syn"), "n_fake": None, "n_real": None, "split": "train",

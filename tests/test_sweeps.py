@@ -42,7 +42,7 @@ def load_summary(job: Path) -> dict:
 
 def test_parallel_multirun_writes_summaries_and_report(tmp_path):
     # two jobs in parallel (joblib), both building the same data cache at once (file lock)
-    proc = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.num_images=96",
+    proc = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.source.num_images=96",
                      "optimized_metric=loss/g", "logger=[csv,wandb]", "model.g_optimizer.lr=1e-4,3e-4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "sweep"
@@ -97,7 +97,7 @@ def test_optuna_sweep_two_trials(tmp_path):
     db = tmp_path / "optuna.db"
     # the shipped search config; FID (Inception) is dropped to keep the test small
     proc = run_sweep(tmp_path, "hparams_search=dcgan_optuna", "~callbacks.metrics", "optimized_metric=loss/g",
-                     "data.num_images=96", "hydra.sweeper.n_trials=2",
+                     "data.source.num_images=96", "hydra.sweeper.n_trials=2",
                      f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=test")
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "sweep"
@@ -117,7 +117,7 @@ def test_optuna_sweep_two_trials(tmp_path):
 
 @pytest.mark.slow
 def test_diverged_job_does_not_stop_the_sweep(tmp_path):
-    proc = run_sweep(tmp_path, "data.num_images=96", "generator_steps=50", "optimized_metric=loss/g",
+    proc = run_sweep(tmp_path, "data.source.num_images=96", "generator_steps=50", "optimized_metric=loss/g",
                      "model.d_optimizer._target_=torch.optim.SGD", "~model.d_optimizer.betas",
                      "model.d_optimizer.lr=100,0.0002")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -130,7 +130,7 @@ def test_diverged_job_does_not_stop_the_sweep(tmp_path):
 
     # Optuna: a diverged trial reports +inf (NaN would abort the study in optuna 2.x)
     proc = run_sweep(tmp_path / "optuna", "hparams_search=dcgan_optuna", "~callbacks.metrics", "optimized_metric=loss/g",
-                     "data.num_images=96", "generator_steps=50", "hydra.sweeper.n_trials=2",
+                     "data.source.num_images=96", "generator_steps=50", "hydra.sweeper.n_trials=2",
                      "model.d_optimizer._target_=torch.optim.SGD", "~model.d_optimizer.betas", "model.d_optimizer.lr=100")
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "optuna" / "sweep"

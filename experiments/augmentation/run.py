@@ -104,12 +104,13 @@ def cpu_seconds() -> float:
 def full_datamodule(root: Path, cache: Path, task: str = "fashion-mnist"):
     """The task's whole data set (train + test splits) as the study's classifiers see it."""
     from ganlab.data.datamodule import GANDataModule
+    from ganlab.data.sources import CelebA, FashionMNIST
 
     if task == "fashion-mnist":
-        dm = GANDataModule(source="fashion_mnist", root=str(root), resolution=28, channels=1, labels="class",
+        dm = GANDataModule(source=FashionMNIST, root=str(root), resolution=28, channels=1, labels="class",
                            cache_dir=str(cache / "data"), num_workers=1)
     else:  # the preprocessing of conf/data/celeba.yaml (crop 140, bilinear) at 32 px, one attribute as 2 classes
-        dm = GANDataModule(source="celeba", root=str(root), resolution=32, channels=3, crop=140,
+        dm = GANDataModule(source=CelebA, root=str(root), resolution=32, channels=3, crop=140,
                            labels=[CELEBA_ATTRIBUTE], label_mode="class", cache_dir=str(cache / "data"), num_workers=1)
     dm.prepare_data()
     dm.setup("fit")

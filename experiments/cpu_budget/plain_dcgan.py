@@ -22,9 +22,9 @@ p.add_argument("--n-fake", type=int, default=3000)
 args = p.parse_args()
 torch.manual_seed(args.seed)
 
-from ganlab.data.sources import prepare  # noqa: E402  (only to read the same decoded images)
+from ganlab.data.sources import CelebA, prepare  # noqa: E402  (only to read the same decoded images)
 
-data = prepare("celeba", os.path.join(os.environ.get("GANLAB_DATA", "/work/shared/data"), "celeba-subset"),
+data = prepare(CelebA, os.path.join(os.environ.get("GANLAB_DATA", "/work/shared/data"), "celeba-subset"),
                resolution=64, crop=178, resize_filter="lanczos", progress=False)
 reals = torch.from_numpy(np.asarray(data.images[data.splits["all"]]))  # (6000, 3, 64, 64) uint8
 

@@ -80,9 +80,9 @@ def loop_memory(start_rss: float, worker_pids=()) -> dict:
 
 # -- parts (each runs in its own process) ------------------------------------------------------
 def _prepare(root: Path, cache: Path, procs: int):
-    from ganlab.data.sources import prepare
+    from ganlab.data.sources import CelebA, prepare
 
-    return prepare("celeba", root, resolution=RESOLUTION, crop=CROP, resize_filter="bilinear",
+    return prepare(CelebA, root, resolution=RESOLUTION, crop=CROP, resize_filter="bilinear",
                    cache_dir=cache, num_workers=procs, progress=False)
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 STEPS, EVERY = 30, 4
-TINY = ["data.num_images=96", "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu",
+TINY = ["data.source.num_images=96", "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu",
         "model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16",
         "trainer.deterministic=true", "callbacks=[model_checkpoint]", "logger=[]",
         "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "data.hflip=true",
@@ -148,7 +148,7 @@ def cache_trials(work: Path, n: int, rng: random.Random) -> list[dict]:
         run = work / f"cache_run{i}"
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
-        big = ["data.num_images=6000", "data.resolution=32", "generator_steps=1", "checkpoint_every=1"]
+        big = ["data.source.num_images=6000", "data.resolution=32", "generator_steps=1", "checkpoint_every=1"]
         proc = subprocess.Popen(train_cmd(run, cache, *big), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=env(str(work), cache), cwd=REPO)
         t0 = time.time()
@@ -261,7 +261,7 @@ def disk_full_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
         # (c) a 1 MiB tmpfs as the image cache of a 12 MB data set
         if _mount_tmpfs(mnt, "1m"):
             try:
-                p = subprocess.run(train_cmd(work / "tmpfs_cache_run", mnt, "data.num_images=4000",
+                p = subprocess.run(train_cmd(work / "tmpfs_cache_run", mnt, "data.source.num_images=4000",
                                              "data.resolution=32"), capture_output=True, text=True,
                                    env=env(str(work), mnt), cwd=REPO)
                 rows.append({"case": "1 MiB tmpfs image cache (12 MB needed)", "exit": p.returncode,
@@ -301,7 +301,7 @@ def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
         (folder / f"{name.split()[0]}.ckpt").write_bytes(blob)
     torch.save({"state_dict": {}, "ganlab": {"model_config": {"x": _Payload(str(marker))}}}, folder / "pickle.ckpt")
     foreign = load_checkpoint(src)
-    foreign["ganlab"]["model_config"]["_target_"] = "subprocess.call"
+    foreign["hyper_parameters"]["generator"]["_target_"] = "subprocess.call"
     AtomicCheckpointIO().save_checkpoint(foreign, folder / "target.ckpt")
     cases = {"truncated": "truncated.ckpt", "zero-byte": "zero-byte.ckpt", "bit-flipped": "bit-flipped.ckpt",
              "pickle payload (os.system)": "pickle.ckpt", "foreign _target_ (subprocess.call)": "target.ckpt"}

@@ -5,7 +5,7 @@ in-training evaluation time against torch-fidelity, on the same GPU, in the same
     python experiments/gpu/bench.py --smoke --out /tmp/smoke  # CPU: tiny sizes, a few steps (proves it runs)
 
 Part 1, steps. Everything comes from one composed config, ``experiment=dcgan_celeba`` on the
-procedural faces at 64 px (``data=faces data.num_images=8192``: no download; same G, D, BCE loss,
+procedural faces at 64 px (``data=faces data.source.num_images=8192``: no download; same G, D, BCE loss,
 Adam 2e-4 / (0.5, 0.999), EMA 0.999 and horizontal flips as the experiment), for each batch
 (64 / 128 / 256) and precision (32-true / bf16-mixed):
 
@@ -102,8 +102,8 @@ class Clock(L.Callback):
 
 # -- configs and data -------------------------------------------------------------------------
 def overrides(args, batch: int, precision: str, extra=()) -> list[str]:
-    size = ["data.resolution=16", "data.num_images=256", "model.generator.base_width=8",
-            "model.discriminator.base_width=8"] if args.smoke else ["data.num_images=8192"]
+    size = ["data.resolution=16", "data.source.num_images=256", "model.generator.base_width=8",
+            "model.discriminator.base_width=8"] if args.smoke else ["data.source.num_images=8192"]
     device = ["trainer.accelerator=cpu", "trainer.benchmark=null"] if args.device == "cpu" else []
     return ["experiment=dcgan_celeba", "data=faces", *size, f"data.batch_size={batch}", "trainer=gpu",
             f"trainer.precision={precision}", f"generator_steps={args.warmup + args.steps}",
@@ -220,7 +220,7 @@ def evaluation(args, seconds_left: float) -> dict:
     if args.smoke:
         sizes = ["--n-real", "32", "--eval-n-fake", "16", "32", "--train-steps", "2", "--batch-size", "16",
                  "--throughput-n", "16",
-                 "--data-override", "data.num_images=512"]
+                 "--data-override", "data.source.num_images=512"]
     else:
         sizes = ["--eval-n-fake", "10000", "50000", "--train-steps", "300", "--batch-size", "500",
                  "--throughput-n", "5000"]

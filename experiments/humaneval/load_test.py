@@ -37,7 +37,7 @@ def make_study(root: Path, n_images: int, n_per_rater: int) -> Path:
     from omegaconf import OmegaConf
     from PIL import Image, ImageFilter
 
-    from ganlab.data.procedural_faces import render_faces
+    from ganlab.data.faces import render_faces
     from ganlab.humaneval import cli
 
     for name, seed, blur in (("real", 1, False), ("fake", 2, True)):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import ganlab
-from ganlab.data.procedural_faces import render_faces
+from ganlab.data.faces import render_faces
 from ganlab.utils.pixels import to_float
 from ganlab.models.gan import GAN
 from ganlab.models.losses import NonSaturatingLoss
@@ -92,9 +92,10 @@ class FacesModule(L.LightningDataModule):
     def __init__(self, images: np.ndarray, batch: int):
         super().__init__()
         from ganlab.data.datamodule import GANDataModule
+        from ganlab.data.faces.source import Faces
         from ganlab.data.prepared import PreparedData
 
-        self.dm = GANDataModule(batch_size=batch, hflip=False)
+        self.dm = GANDataModule(Faces, batch_size=batch, hflip=False)
         self.dm.prepared = PreparedData(images, None, None, [], {"train": np.arange(len(images))}, "bench", {})
 
     def train_dataloader(self):

@@ -9,7 +9,7 @@ REPORT_DIR=${REPORT_DIR:-experiments/sweep_cpu}
 export WANDB_MODE=offline MPLBACKEND=Agg
 python -m ganlab.train -m \
   hydra.sweep.dir="$SWEEP_DIR" \
-  data=faces data.num_images=4000 data.resolution=32 \
+  data=faces data.source.num_images=4000 data.resolution=32 \
   generator_steps=150 sample_every=50 checkpoint_every=150 \
   'callbacks=[default,metrics]' callbacks.rich_progress_bar=null \
   callbacks.metrics.every_n_steps=50 callbacks.metrics.n_fake=200 callbacks.metrics.n_real=1000 \

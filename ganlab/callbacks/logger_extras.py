@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from ganlab import sampling
 from ganlab.callbacks.log_image import log_image
-from ganlab.conditional import folder_name
+from ganlab.utils.files import folder_name
 from ganlab.sampling import save_grid
 
 

@@ -30,7 +30,6 @@ class RankSeed(L.Callback):
         self.seed = seed
         self.stride = int(stride)
         self._pending = False
-        self.applied_seed: int | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._pending = trainer.world_size > 1
@@ -47,7 +46,6 @@ class RankSeed(L.Callback):
         torch.manual_seed(seed)  # also seeds every CUDA device
         np.random.seed(seed)
         random.seed(seed)
-        self.applied_seed = seed
 
 
 __all__ = ["RankSeed"]

@@ -24,9 +24,7 @@ Under DDP the values are rank 0's (the losses are logged without ``sync_dist``).
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
-import os
 import time
 from typing import Any, Sequence
 
@@ -35,6 +33,7 @@ import torch
 
 from ganlab.metrics.core import metric_mode
 
+from ganlab.utils.files import atomic_write_json
 
 
 class Summary(L.Callback):
@@ -140,11 +139,7 @@ class Summary(L.Callback):
         if not trainer.is_global_zero:
             return
         data = self.summary(trainer, pl_module, status, error)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=True)
-        os.replace(tmp, self.path)
+        atomic_write_json(data, self.path, allow_nan=True)
 
     # -- resume: the best values so far travel with the checkpoint ----------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -162,12 +157,4 @@ def _num(v: torch.Tensor | float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def read_summary(run_dir: str) -> dict | None:
-    path = os.path.join(run_dir, "final_metrics.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-__all__ = ["Summary", "read_summary"]
+__all__ = ["Summary"]

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ganlab.data.decode import ChunkResult, add_decoded
+from ganlab.data.decode import ChunkResult
 
 __all__ = ["available_cpus", "resolve_workers", "chunk_ranges", "BuildOutcome", "run_chunks"]
 
@@ -172,7 +172,6 @@ def _consume(results, out: np.ndarray, outcome: BuildOutcome, parts: dict, bar, 
         outcome.failures.update({res.start + i: r for i, r in res.reasons.items()})
         for name, arr in res.extras.items():
             parts.setdefault(name, []).append(arr)
-        add_decoded(len(res.ok))
         bar.advance(task, len(res.ok))
 
 

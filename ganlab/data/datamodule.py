@@ -9,13 +9,15 @@ for unlabelled data, ``(B,)`` class indices, or ``(B, K)`` multi-hot attributes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 
 from ganlab.data.loader import ArrayBatchLoader
+from ganlab.checkpoints import to_plain
 from ganlab.utils.pixels import to_float
 
 
@@ -62,12 +64,28 @@ class SplitView:
             yield self[i]
 
 
+def source_config(source: Any) -> dict:
+    """A source class / ``functools.partial`` of one (what Hydra builds from ``_partial_: true``) or
+    its config -> the plain config ``{"_target_": ..., "_partial_": True, **options}``."""
+    if isinstance(source, functools.partial):
+        return {**source_config(source.func), **to_plain(dict(source.keywords))}
+    if callable(source):
+        return {"_target_": f"{source.__module__}.{source.__qualname__}", "_partial_": True}
+    cfg = to_plain(source)
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("_target_"), str)):
+        raise TypeError(f"data source must be a source class (e.g. ganlab.data.sources.CelebA) or a config with "
+                        f"_target_, got {source!r}; see conf/data/*.yaml")
+    return {**cfg, "_partial_": True}
+
+
 class GANDataModule(L.LightningDataModule):
+    """``source``: a source class or factory (``conf/data/*.yaml`` give it with ``_target_`` and
+    ``_partial_: true``; see :mod:`ganlab.data.sources`), called with ``root`` and the image options."""
+
     def __init__(
         self,
-        source: str = "faces",
+        source: Callable[..., Any],
         root: str | None = None,
-        layout: str = "auto",
         resolution: int = 64,
         channels: int = 3,
         crop: Any = None,
@@ -78,7 +96,6 @@ class GANDataModule(L.LightningDataModule):
         split: str = "train",
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
-        num_images: int = 20000,
         batch_size: int = 64,
         hflip: bool = False,
         seed: int = 0,
@@ -88,31 +105,35 @@ class GANDataModule(L.LightningDataModule):
         device_cache: float = 0.0,
     ) -> None:
         super().__init__()
+        source = source_config(source)  # plain (saved from this local), so checkpoints load weights_only
         self.save_hyperparameters(logger=False)
         self.prepared = None
 
     # -- preparation -------------------------------------------------------------------
     def _prepare(self, progress: bool = True):
+        import hydra
+
         from ganlab.data.sources import prepare
 
         h = self.hparams
         return prepare(
-            h.source, h.root, layout=h.layout, resolution=h.resolution, channels=h.channels,
+            hydra.utils.instantiate(h.source), h.root, resolution=h.resolution, channels=h.channels,
             crop=h.crop, resize_filter=h.resize_filter, max_images=h.max_images,
             labels=h.labels, label_mode=h.label_mode, val_fraction=h.val_fraction,
-            test_fraction=h.test_fraction, seed=h.seed, num_images=h.num_images,
+            test_fraction=h.test_fraction, seed=h.seed,
             cache_dir=h.cache_dir, num_workers=h.num_workers, progress=progress,
         )
 
     def prepare_data(self) -> None:
-        self._prepare()
+        if self.prepared is None:  # already opened (ganlab.train prepares before building the model)
+            self._prepare()
 
     def setup(self, stage: str | None = None) -> None:
         if self.prepared is None:
             self.prepared = self._prepare(progress=False)
             if self.hparams.split not in self.prepared.splits:
                 raise ValueError(
-                    f"split {self.hparams.split!r} not available for {self.hparams.source} "
+                    f"split {self.hparams.split!r} not available for {self.prepared.manifest.get('source')} "
                     f"(have: {sorted(self.prepared.splits)})"
                 )
 
@@ -146,6 +167,27 @@ class GANDataModule(L.LightningDataModule):
         if self.prepared.labels is None:
             return None
         return self.prepared.labels[self.prepared.splits[split or self.hparams.split]]
+
+    # -- checkpoints: the data's own state (Lightning stores it under checkpoint["GANDataModule"]) --
+    def state_dict(self) -> dict[str, Any]:
+        """Labels (names, kind, counts), fingerprint, split and image shape of the data trained on:
+        ``ganlab.generate`` names and balances its output with them (plain types only)."""
+        from ganlab.data.labels import label_metadata
+
+        if self.prepared is None:
+            return {}
+        return {**label_metadata(self), "image_shape": list(self.image_shape)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """On resume: the labels must be the ones the checkpoint was trained with."""
+        if not state or self.prepared is None:
+            return
+        if (state.get("label_kind"), list(state.get("class_names") or [])) != (self.label_kind,
+                                                                                 self.class_names if self.label_kind else []):
+            raise ValueError(
+                f"resuming on data with other labels: the checkpoint was trained on {state.get('label_kind')!r} labels "
+                f"{list(state.get('class_names') or [])[:8]}, the data now has {self.label_kind!r} "
+                f"{self.class_names[:8]}; resume with the same data.labels (or start a new run)")
 
     # -- loading -------------------------------------------------------------------------
     def train_dataloader(self) -> ArrayBatchLoader:

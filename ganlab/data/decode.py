@@ -35,9 +35,6 @@ __all__ = [
     "decode_files",
     "transform_image",
     "transform_array",
-    "decoded_count",
-    "reset_decoded_count",
-    "add_decoded",
 ]
 
 # decoding a W x H image needs about 4*W*H bytes per worker: larger images are skipped with a
@@ -55,23 +52,6 @@ RESIZE_FILTERS = {
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 
-# How many images builds have produced in this process (decoded files, rendered faces,
-# converted IDX rows). Tests use it to prove that a cache hit decodes nothing.
-_decoded = 0
-
-
-def decoded_count() -> int:
-    return _decoded
-
-
-def reset_decoded_count() -> None:
-    global _decoded
-    _decoded = 0
-
-
-def add_decoded(n: int) -> None:
-    global _decoded
-    _decoded += int(n)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ ganlab understands these layouts under data.root:
   - folder:               any images below ROOT (recursive; first-level subfolders are classes)
   - mnist_idx:            ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
                           (also ROOT/FashionMNIST/raw/ or ROOT/MNIST/raw/)
-  - faces:                procedural faces, no files needed (data.source=faces)"""
+  - faces:                procedural faces, no files needed (data=faces)"""
 
 CELEBA_HELP = """\
 To obtain CelebA (ganlab never downloads anything): get "Align&Cropped Images" and the

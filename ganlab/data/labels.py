@@ -1,8 +1,10 @@
-"""Labels and splits: attribute selection, combined class indices, seeded ratio splits."""
+"""Labels and splits: attribute selection, combined class indices, seeded ratio splits, and the
+label metadata a checkpoint carries (class names, kind, counts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +16,8 @@ __all__ = [
     "ratio_splits",
     "coded_splits",
     "evenly_spaced",
+    "combination_name",
+    "label_metadata",
 ]
 
 LABEL_MODES = ("multi_hot", "class")
@@ -106,3 +110,26 @@ def evenly_spaced(n: int, max_items: int | None) -> np.ndarray:
     if max_items is None or max_items >= n:
         return np.arange(n, dtype=np.int64)
     return (np.arange(max_items, dtype=np.int64) * n) // max_items
+
+
+def combination_name(vector: Sequence[float], names: Sequence[str]) -> str:
+    """``[1, 0, 1]`` with names ``[Eyeglasses, Male, Smiling]`` -> ``"Eyeglasses+Smiling"``; all 0 -> ``"none"``."""
+    on = [n for v, n in zip(vector, names) if float(v) > 0.5]
+    return "+".join(on) if on else "none"
+
+
+def label_metadata(dm) -> dict[str, Any]:
+    """What a checkpoint needs to name and balance generated data (plain Python types only)."""
+    kind = dm.label_kind
+    meta: dict[str, Any] = {"class_names": list(dm.class_names) if kind else [], "label_kind": kind,
+                            "num_classes": int(dm.num_classes), "label_counts": {},
+                            "fingerprint": getattr(dm, "fingerprint", None),
+                            "split": dict(getattr(dm, "hparams", None) or {}).get("split")}
+    labels = dm.split_labels() if kind else None
+    if labels is not None and kind == "class":
+        counts = np.bincount(np.asarray(labels).astype(np.int64), minlength=dm.num_classes)
+        meta["label_counts"] = {n: int(c) for n, c in zip(dm.class_names, counts)}
+    elif labels is not None:  # multi-hot: counts of each attribute combination seen in the data
+        rows, counts = np.unique((np.asarray(labels) > 0.5).astype(np.int8), axis=0, return_counts=True)
+        meta["label_counts"] = {combination_name(r, dm.class_names): int(c) for r, c in zip(rows, counts)}
+    return meta

@@ -16,6 +16,7 @@ import numpy as np
 
 from ganlab.data.errors import layout_error
 from ganlab.data.idx import IDX_NAMES
+from ganlab.utils.files import IMAGE_EXTENSIONS, is_image_name  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -34,10 +35,6 @@ __all__ = [
     "check_same_images",
 ]
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-     ".ppm", ".pgm", ".pbm", ".pnm"}
-)
 CELEBA_LAYOUTS = ("official", "kaggle", "torchvision")
 IDX_DIRS = ("", "FashionMNIST/raw", "MNIST/raw", "raw")
 
@@ -70,10 +67,6 @@ class FileEntry:
         return [self.rel, self.size, self.mtime_ns]
 
 
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 def list_images(base: Path, recursive: bool, missing: list[str] | None = None) -> tuple[list[FileEntry], int]:
     """Image files under ``base`` in natural order, and how many other files were ignored.
 
@@ -93,7 +86,7 @@ def list_images(base: Path, recursive: bool, missing: list[str] | None = None) -
                 if e.is_dir():
                     if recursive:
                         stack.append(rel)
-                elif _is_image(e.name):
+                elif is_image_name(e.name):
                     try:
                         st = e.stat()
                     except OSError:  # a dangling symlink, or deleted since the listing
@@ -110,7 +103,7 @@ def list_images(base: Path, recursive: bool, missing: list[str] | None = None) -
 def _has_images(base: Path) -> bool:
     for _dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(_is_image(f) and not f.startswith(".") for f in filenames):
+        if any(is_image_name(f) and not f.startswith(".") for f in filenames):
             return True
     return False
 

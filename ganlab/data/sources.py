@@ -1,8 +1,11 @@
 """``prepare()``: from a source (and a root folder) to a cached :class:`PreparedData`.
 
-Sources: ``faces`` (procedural, no files), ``celeba`` (official / kaggle / torchvision
-layouts), ``folder`` (any image tree), ``mnist_idx`` (MNIST / Fashion-MNIST IDX files; the
-aliases ``fashion_mnist`` and ``mnist`` fix the class names), or ``auto`` (detected from root).
+Sources are classes, chosen by the data config's ``source: {_target_: ..., _partial_: true}``:
+:class:`ganlab.data.faces.source.Faces` (procedural, no files), :class:`CelebA` (official /
+kaggle / torchvision layouts), :class:`Folder` (any image tree), :class:`MnistIdx` (MNIST /
+Fashion-MNIST IDX files; :class:`FashionMNIST` and :class:`MNIST` fix the class names), or
+:func:`auto` (detected from root). Each is called as ``source(root, opts=..., max_images=...,
+seed=..., **its own options)``.
 
 Images are decoded, cropped and resized once into the cache (see :mod:`ganlab.data.cache`);
 labels and splits are computed from the annotation files on every call (cheap), so changing
@@ -16,13 +19,13 @@ class and split stays represented), deterministically.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,12 +39,10 @@ from ganlab.data.labels import (LABEL_MODES, attribute_labels, check_fractions, 
                                 coded_splits, evenly_spaced, normalise_labels, ratio_splits)
 from ganlab.data.prepared import PreparedData
 
-__all__ = ["SOURCES", "prepare", "DataLayoutError"]
+__all__ = ["CelebA", "DataLayoutError", "FashionMNIST", "Folder", "MNIST", "MnistIdx", "Source", "auto", "prepare"]
 
 log = logging.getLogger("ganlab.data")
 
-SOURCES = ("auto", "faces", "celeba", "folder", "mnist_idx", "fashion_mnist", "mnist")
-_IDX_ALIASES = {"fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}
 _CELEBA_PARTITION = {0: "train", 1: "val", 2: "test"}
 
 
@@ -70,19 +71,21 @@ def _file_sig(path: Path) -> list:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def _seeded(n: int, req: Request) -> tuple[dict, dict]:
+def seeded_splits(n: int, req: Request) -> tuple[dict, dict]:
     splits = ratio_splits(n, req.val_fraction, req.test_fraction, req.seed)
     return splits, {"split": "ratio", "val_fraction": req.val_fraction,
                     "test_fraction": req.test_fraction, "seed": req.seed}
 
 
-def _no_labels_here(source: str, labels, allowed: str) -> ValueError:
+def no_labels_here(source: str, labels, allowed: str) -> ValueError:
     return ValueError(f"labels={labels!r} is not available for source {source!r}; use {allowed}")
 
 
 # -- sources ----------------------------------------------------------------------------------
-class _Source:
-    """One data source: what to build (items, jobs, identity) and how to label the rows."""
+class Source:
+    """One data source: what to build (items, jobs, identity) and how to label the rows.
+
+    ``name`` names the cache files and the manifest's ``source``."""
 
     name = "?"
     layout: str | None = None
@@ -129,7 +132,7 @@ class _Source:
         raise NotImplementedError
 
 
-class _FileSource(_Source):
+class _FileSource(Source):
     base: Path
     files: list[layouts.FileEntry]  # the selected files
     listed = 0
@@ -160,12 +163,15 @@ class _FileSource(_Source):
         return [self.files[i].rel for i in kept]
 
 
-class _FolderSource(_FileSource):
+class Folder(_FileSource):
+    """Any folder of images, searched recursively; ``labels='class'``: first-level subfolders."""
+
     name = "folder"
 
-    def __init__(self, root: Path, opts: ImageOptions, max_images: int | None) -> None:
+    def __init__(self, root: Path | None, *, opts: ImageOptions, max_images: int | None, seed: int = 0) -> None:
         super().__init__(opts, max_images)
         self.missing = []
+        root = _root_path(root)
         layouts._require_dir(root, celeba=False)
         self.root = self.base = root
         found, self.ignored = layouts.list_images(root, recursive=True, missing=self.missing)
@@ -175,11 +181,11 @@ class _FolderSource(_FileSource):
         self._select(found)
 
     def annotate(self, kept, loaded, req):
-        splits, info = _seeded(len(kept), req)
+        splits, info = seeded_splits(len(kept), req)
         if req.labels is None:
             return Annotation(splits=splits, info=info)
         if req.labels != "class":
-            raise _no_labels_here(self.name, req.labels, "labels='class' (first-level subfolders) or None")
+            raise no_labels_here(self.name, req.labels, "labels='class' (first-level subfolders) or None")
         rels = self.kept_rels(kept)
         loose = [r for r in rels if "/" not in r]
         if loose:
@@ -190,13 +196,16 @@ class _FolderSource(_FileSource):
         return Annotation(y, kind, names, splits, {**info, "labels": "class"})
 
 
-class _CelebASource(_FileSource):
+class CelebA(_FileSource):
+    """CelebA images + attributes (+ partition, identities); ``layout``: auto | official | kaggle | torchvision."""
+
     name = "celeba"
 
-    def __init__(self, root: Path, layout: str, opts: ImageOptions, max_images: int | None) -> None:
+    def __init__(self, root: Path | None, *, opts: ImageOptions, max_images: int | None, seed: int = 0,
+                 layout: str = "auto") -> None:
         super().__init__(opts, max_images)
         self.missing = []
-        self.root = root
+        self.root = root = _root_path(root)
         self.cf = layouts.celeba_files(root, layout)
         self.layout, self.base = self.cf.layout, self.cf.images
         found, self.ignored = layouts.list_images(self.base, recursive=False, missing=self.missing)
@@ -229,14 +238,14 @@ class _CelebASource(_FileSource):
             splits = coded_splits(np.asarray([self.partition[r] for r in rels]), _CELEBA_PARTITION)
             info = {"split": "official"}
         else:
-            splits, info = _seeded(len(rels), req)
+            splits, info = seeded_splits(len(rels), req)
         if req.labels is None:
             return Annotation(splits=splits, info=info)
         if req.labels == "identity":
             y, kind, names = class_labels(self._identities(rels))
             return Annotation(y, kind, names, splits, {**info, "labels": "identity"})
         if req.labels == "class":
-            raise _no_labels_here(self.name, req.labels, "a list of attribute names or 'identity'")
+            raise no_labels_here(self.name, req.labels, "a list of attribute names or 'identity'")
         rows = np.asarray([self.attributes.index[r] for r in rels], dtype=np.int64)
         values = self.attributes.values[rows] if len(rows) else np.zeros((0, len(self.attributes.names)))
         y, kind, names = attribute_labels(values, self.attributes.names, req.labels, req.label_mode)
@@ -249,12 +258,16 @@ def _idx_chunk(job) -> ChunkResult:
     return ChunkResult(start, out, np.ones(len(batch), dtype=bool), {}, {})
 
 
-class _IdxSource(_Source):
-    name = "mnist_idx"
+class MnistIdx(Source):
+    """MNIST-style IDX files (train/test images + labels, .gz or raw); class names guessed from the path."""
 
-    def __init__(self, root: Path, alias: str, opts: ImageOptions, max_images: int | None) -> None:
+    name = "mnist_idx"
+    classes: list[str] | None = None  # fixed by the subclasses
+
+    def __init__(self, root: Path | None, *, opts: ImageOptions, max_images: int | None, seed: int = 0) -> None:
         super().__init__(opts, max_images)
         self.missing = []
+        root = _root_path(root)
         layouts._require_dir(root, celeba=False)
         self.root = root
         pairs = layouts.find_idx(root)
@@ -266,7 +279,7 @@ class _IdxSource(_Source):
         self.all_targets = np.concatenate(list(self.targets.values()))
         self.selected = evenly_spaced(len(self.all_targets), max_images)
         self.n_items = len(self.selected)
-        self.class_names = _IDX_ALIASES.get(alias) or self._guess_names()
+        self.class_names = self.classes or self._guess_names()
 
     def _guess_names(self) -> list[str]:
         path = str(self.pairs["train"][0]).casefold()
@@ -306,56 +319,21 @@ class _IdxSource(_Source):
         if req.labels is None:
             return Annotation(splits=splits, info=info)
         if req.labels != "class":
-            raise _no_labels_here(self.name, req.labels, "labels='class' or None")
+            raise no_labels_here(self.name, req.labels, "labels='class' or None")
         y = self.all_targets[rows].astype(np.int64)
         return Annotation(y, "class", list(self.class_names), splits, {**info, "labels": "class"})
 
 
-def _faces_module():
-    from ganlab.data import procedural_faces
+class FashionMNIST(MnistIdx):
+    """Fashion-MNIST's IDX files, with its 10 clothing class names."""
 
-    return procedural_faces
-
-
-def _faces_chunk(job) -> ChunkResult:
-    start, count, seed, opts = job
-    images, attrs = _faces_module().render_faces(count, resolution=int(opts.resolution), seed=seed, start=start)
-    out = transform_array(images, opts)
-    return ChunkResult(start, out, np.ones(count, dtype=bool), {}, {"attributes": np.asarray(attrs, np.int8)})
+    classes = FASHION_MNIST_CLASSES
 
 
-class _FacesSource(_Source):
-    name = "faces"
+class MNIST(MnistIdx):
+    """MNIST's IDX files, with the digit class names."""
 
-    def __init__(self, num_images: int, seed: int, opts: ImageOptions, max_images: int | None) -> None:
-        super().__init__(opts, max_images)
-        if int(num_images) < 1:
-            raise ValueError(f"num_images must be >= 1, got {num_images}")
-        self.n_items = int(num_images) if max_images is None else min(int(num_images), int(max_images))
-        self.seed = int(seed)
-        self.names = list(_faces_module().ATTRIBUTE_NAMES)
-
-    def location(self) -> dict:
-        return {"root": None, "n": self.n_items, "seed": self.seed}
-
-    def inputs(self) -> dict:
-        module = _faces_module()
-        path = getattr(module, "__file__", None)
-        code = hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else "unknown"
-        return {"renderer": code, "attributes": self.names}
-
-    def jobs(self, workers: int):
-        return [(s, e - s, self.seed, self.opts) for s, e in chunk_ranges(self.n_items, workers)], _faces_chunk
-
-    def annotate(self, kept, loaded, req):
-        splits, info = _seeded(len(kept), req)
-        if req.labels is None:
-            return Annotation(splits=splits, info=info)
-        if req.labels in ("class", "identity"):
-            raise _no_labels_here(self.name, req.labels, "a list of attribute names")
-        values = loaded.extras["attributes"]
-        y, kind, names = attribute_labels(values, self.names, req.labels, req.label_mode)
-        return Annotation(y, kind, names, splits, {**info, "labels": names, "label_mode": kind})
+    classes = MNIST_CLASSES
 
 
 # -- resolving the source -------------------------------------------------------------------
@@ -365,23 +343,14 @@ def _root_path(root) -> Path | None:
     return Path(os.path.expandvars(os.fspath(root))).expanduser().resolve()
 
 
-def _make_source(source: str, root: Path | None, layout: str, opts: ImageOptions,
-                 max_images: int | None, num_images: int, seed: int) -> _Source:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    if source == "faces":
-        return _FacesSource(num_images, seed, opts, max_images)
-    if source == "auto":
-        if layout in layouts.CELEBA_LAYOUTS:
-            source = "celeba"
-        else:
-            source, detected = layouts.detect(root)
-            layout = detected or layout
-    if source == "celeba":
-        return _CelebASource(root, layout, opts, max_images)
-    if source == "folder":
-        return _FolderSource(root, opts, max_images)
-    return _IdxSource(root, source, opts, max_images)
+def auto(root, *, opts: ImageOptions, max_images: int | None, seed: int = 0, layout: str = "auto") -> Source:
+    """The source that ``root`` holds: CelebA (any layout), IDX files, or else a folder of images."""
+    if layout in layouts.CELEBA_LAYOUTS:
+        return CelebA(root, opts=opts, max_images=max_images, layout=layout)
+    kind, detected = layouts.detect(_root_path(root))
+    make = {"celeba": CelebA, "folder": Folder, "mnist_idx": MnistIdx}[kind]
+    kwargs = {"layout": detected or layout} if make is CelebA else {}
+    return make(root, opts=opts, max_images=max_images, seed=seed, **kwargs)
 
 
 def _check_args(label_mode: str, val_fraction: float, test_fraction: float, max_images) -> None:
@@ -398,7 +367,7 @@ def _summarise(failures: dict[int, str]) -> str:
     return ", ".join(f"{n} {k}" for k, n in kinds.most_common())
 
 
-def _builder(src: _Source, workers: int | None, progress: bool):
+def _builder(src: Source, workers: int | None, progress: bool):
     def build(tmp_images: Path):
         t0 = time.perf_counter()
         n_workers = src.workers(workers)
@@ -447,10 +416,9 @@ def with_all_split(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # -- the entry point ------------------------------------------------------------------------------
 def prepare(
-    source: str = "auto",
+    source: Callable[..., Source] = auto,
     root: str | os.PathLike | None = None,
     *,
-    layout: str = "auto",
     resolution: int = 64,
     channels: int = 3,
     crop: int | float | None = None,
@@ -461,24 +429,30 @@ def prepare(
     val_fraction: float = 0.1,
     test_fraction: float = 0.0,
     seed: int = 0,
-    num_images: int = 20000,
     cache_dir: str | os.PathLike | None = None,
     num_workers: int | None = None,
     progress: bool = True,
+    **source_options: Any,
 ) -> PreparedData:
     """Decode (once, cached) and label a data source; see the module docstring.
 
+    ``source``: a source class or factory (:class:`CelebA`, :class:`Folder`, :class:`MnistIdx`,
+    :class:`ganlab.data.faces.source.Faces`, :func:`auto`, or a ``functools.partial`` of one, as
+    Hydra builds it); ``source_options`` go to it (``layout=`` for CelebA, ``num_images=`` for faces).
     ``labels``: ``None``; a list of attribute names (CelebA, faces); ``"class"`` (folder
     subfolders, IDX classes); ``"identity"`` (CelebA with identity_CelebA.txt).
     ``label_mode`` (attribute lists only): ``"multi_hot"`` float32 (N, K) or ``"class"`` int64
-    index with bit ``i`` = attribute ``i``. ``num_images``/``seed`` size and seed the procedural
-    faces; ``seed`` also seeds ratio splits. Raises :class:`DataLayoutError` for unusable roots.
+    index with bit ``i`` = attribute ``i``. ``seed`` seeds the procedural faces and ratio splits.
+    Raises :class:`DataLayoutError` for unusable roots.
     """
+    if not callable(source):
+        raise TypeError(f"source must be a source class or factory (e.g. ganlab.data.sources.CelebA), got {source!r}; "
+                        "in a data config: source: {_target_: ganlab.data.sources.CelebA, _partial_: true}")
     opts = ImageOptions(resolution, channels, crop, resize_filter)
     _check_args(label_mode, val_fraction, test_fraction, max_images)
     req = Request(normalise_labels(labels), label_mode, float(val_fraction), float(test_fraction), int(seed))
     max_images = None if max_images is None else int(max_images)
-    src = _make_source(source, _root_path(root), layout, opts, max_images, num_images, seed)
+    src = source(root, opts=opts, max_images=max_images, seed=int(seed), **source_options)
     folder = Path(cache_dir).expanduser() if cache_dir else _cache.default_cache_dir()
     entry = src.entry(folder)
     loaded = _cache.get_or_build(entry, _builder(src, num_workers, progress))

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from ganlab.utils.files import IMAGE_EXTENSIONS, is_image_name
+
 ENCODINGS = {"png_stored": 0, "png": 9}  # name -> PNG compress_level
 
 
@@ -41,10 +42,10 @@ def list_images(folder: str) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in filenames:
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+            if is_image_name(f) and not f.startswith("."):
                 found.append(os.path.relpath(os.path.join(dirpath, f), folder))
     if not found:
-        raise ImageSetError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_EXTENSIONS)})")
+        raise ImageSetError(f"{folder}: no images found (expected files ending in {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return sorted(found)
 
 

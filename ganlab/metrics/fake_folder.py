@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ganlab.conditional import folder_names
+from ganlab.utils.files import folder_names
 from ganlab.metrics.sampling import ImageFolder
 
 

@@ -70,6 +70,13 @@ class GAN(L.LightningModule):
         speed: Speed | None = None,
     ) -> None:
         super().__init__()
+        # the parts given as Hydra configs (ganlab.train) are the hyperparameters: they rebuild the
+        # model in GAN.load_from_checkpoint; parts given as objects (Python API) are not recorded
+        self.save_hyperparameters(ignore=[k for k, v in locals().items() if not _is_plain(v)], logger=False)
+        generator, discriminator, loss, augment, lecam = map(_built, (generator, discriminator, loss, augment, lecam))
+        g_optimizer, d_optimizer, g_scheduler, d_scheduler = map(_built, (g_optimizer, d_optimizer, g_scheduler,
+                                                                          d_scheduler))
+        regularizers = [_built(r) for r in regularizers or ()]
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -92,7 +99,6 @@ class GAN(L.LightningModule):
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay else None
         self.generator_step = 0
         self.discriminator_step = 0
-        self.model_config: dict | None = None  # set by ganlab.train; lets load_gan rebuild the model
         self._rng_to_restore: dict | None = None
 
     # -- what callbacks, metrics and generate use ------------------------------------
@@ -274,7 +280,6 @@ class GAN(L.LightningModule):
             "version": __version__,
             "generator_step": self.generator_step,
             "discriminator_step": self.discriminator_step,
-            "model_config": self.model_config,
             "rng": _get_rng_states(),
         }
 
@@ -282,8 +287,44 @@ class GAN(L.LightningModule):
         state = checkpoint.get("ganlab", {})
         self.generator_step = state.get("generator_step", 0)
         self.discriminator_step = state.get("discriminator_step", 0)
-        self.model_config = state.get("model_config", self.model_config)
         self._rng_to_restore = state.get("rng")
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location: Any = "cpu", *, trust: bool = False,
+                             checkpoint: dict[str, Any] | None = None, **kwargs: Any) -> "GAN":
+        """Lightning's rebuild (``GAN(**hyper_parameters)``, weights, ``on_load_checkpoint``), read
+        safely: ``weights_only``, the stored sha256 and the ``_target_`` allowlist of
+        :mod:`ganlab.checkpoints` (``trust=True`` lifts them for a file you trust). Checkpoints of
+        ganlab <= 0.x (model config in ``checkpoint["ganlab"]``) load too. ``checkpoint``: the
+        already-loaded dict of ``checkpoint_path``. Raises one ``CheckpointError`` naming the file."""
+        from ganlab.checkpoints import load_checkpoint, rebuild_module
+
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path, map_location, trust=trust)
+        return rebuild_module(cls, ckpt, path=checkpoint_path, trust=trust, **kwargs)
+
+
+def _is_plain(value: Any) -> bool:
+    """Numbers, strings, None and (nested) configs: what a checkpoint may hold as a hyperparameter."""
+    from omegaconf import DictConfig, ListConfig
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (dict, DictConfig)):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, ListConfig)):
+        return all(_is_plain(v) for v in value)
+    return False
+
+
+def _built(part: Any) -> Any:
+    """A part given as a Hydra config (``_target_``) -> the object; objects pass through."""
+    from omegaconf import DictConfig
+
+    if isinstance(part, (dict, DictConfig)) and "_target_" in part:
+        import hydra
+
+        return hydra.utils.instantiate(part)
+    return part
 
 
 def _get_rng_states() -> dict[str, Any]:

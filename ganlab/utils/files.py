@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from typing import Sequence
 from typing import Any
 
 #: suffixes every reader of image folders accepts (lower case; Pillow opens all of them)
@@ -81,3 +83,28 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- file-system names: class names as folder names (generate writes them, evaluate and the loggers read them)
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def folder_name(name: str) -> str:
+    """A class name as a folder name: path separators and characters Windows forbids -> ``_``."""
+    safe = _UNSAFE.sub("_", str(name)).strip().strip(".")
+    return safe or "_"
+
+
+def folder_names(names: Sequence[str]) -> list[str]:
+    """:func:`folder_name` of each, made unique (``name``, ``name_2`` ...) and case-insensitively distinct."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for n in names:
+        base = cand = folder_name(n)
+        i = 2
+        while cand.casefold() in seen:
+            cand = f"{base}_{i}"
+            i += 1
+        seen.add(cand.casefold())
+        out.append(cand)
+    return out

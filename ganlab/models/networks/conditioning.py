@@ -8,13 +8,16 @@ Generator styles: ``concat`` (embedding concatenated to z), ``cbn`` (conditional
 embedding to the input and to each CBN; CBN alone starts at the identity and learns its class
 signal slowly, so the concat path gives one from step 1).
 Discriminator styles: ``concat`` (embedding joined to the input) and ``projection``
-(Miyato & Koyama 2018: ``logit = psi(h) + <embed(y), h>``).
+(Miyato & Koyama 2018: ``logit = psi(h) + <embed(y), h>``), both from
+:class:`ConditionalDiscriminator`, the base of the DCGAN and MLP discriminators.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ganlab.models.networks.layers import apply_spectral_norm, dcgan_init
 
 
 class LabelEmbedding(nn.Module):
@@ -54,3 +57,62 @@ class ConditionalBatchNorm2d(nn.Module):
 def check_labels(num_classes: int, labels: torch.Tensor | None) -> None:
     if num_classes and labels is None:
         raise ValueError("this network is conditional (num_classes > 0) and needs labels")
+
+
+class LabelConditioned(nn.Module):
+    """A network whose input may carry the labels: ``self.embed`` (made by :meth:`_add_label_input`)
+    is concatenated to it by :meth:`_join_labels` (generators: to z; discriminators: ``concat``)."""
+
+    num_classes: int
+    label_kind: str
+
+    def _add_label_input(self, num_classes: int, label_kind: str, embed_dim: int) -> int:
+        self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
+        return embed_dim
+
+    def _join_labels(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """``x`` with the label embedding concatenated (``concat``); ``x`` unchanged otherwise."""
+        check_labels(self.num_classes, labels)
+        if not hasattr(self, "embed"):
+            return x
+        e = self.embed(labels).to(x.dtype)
+        if x.dim() == 4:
+            e = e[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return torch.cat([x, e], dim=1)
+
+
+class ConditionalDiscriminator(LabelConditioned):
+    """The label head every discriminator shares: ``concat`` (an embedding joined to the input:
+    as extra constant channels of an image, or extra features of a flat vector) or ``projection``
+    (``logit += <embed(y), h>`` over the last features ``h``, summed over space), the DCGAN init,
+    the projection's small init and optional spectral norm. Subclasses call
+    :meth:`_add_label_head` before building their layers and :meth:`_init_weights` after."""
+
+    conditioning: str
+
+    def _add_label_head(self, num_classes: int, label_kind: str, conditioning: str, embed_dim: int | None,
+                        features: int, default_embed_dim: int) -> int:
+        """Create ``self.embed`` (concat) or ``self.project`` (projection onto ``features``);
+        returns how many input channels/features the concatenated labels add."""
+        self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
+        if num_classes and conditioning == "concat":
+            return self._add_label_input(num_classes, label_kind, embed_dim or default_embed_dim)
+        if num_classes and conditioning == "projection":
+            self.project = LabelEmbedding(num_classes, features, label_kind)
+        elif num_classes:
+            raise ValueError(f"discriminator conditioning must be 'concat' or 'projection', got {conditioning!r}")
+        return 0
+
+    def _init_weights(self, spectral_norm: bool) -> None:
+        dcgan_init(self)
+        if hasattr(self, "project"):  # N(0, 1) embeddings would saturate D at the first step
+            nn.init.normal_(self.project.embed.weight, 0.0, 0.02)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def _project_labels(self, logit: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """``logit + <embed(y), h>`` (``projection``; ``h`` summed over space); ``logit`` otherwise."""
+        if not hasattr(self, "project"):
+            return logit
+        pooled = h.sum(dim=(2, 3)) if h.dim() == 4 else h
+        return logit + (self.project(labels) * pooled).sum(dim=1)

@@ -11,10 +11,10 @@ from torch import nn
 
 from ganlab.models.networks.conditioning import (
     ConditionalBatchNorm2d,
-    LabelEmbedding,
-    check_labels,
+    ConditionalDiscriminator,
+    LabelConditioned,
 )
-from ganlab.models.networks.layers import apply_spectral_norm, dcgan_init, norm2d
+from ganlab.models.networks.layers import dcgan_init, norm2d
 
 
 def start_size(resolution: int) -> tuple[int, int]:
@@ -33,7 +33,7 @@ def stage_widths(k: int, base_width: int, max_width: int) -> list[int]:
     return [min(max_width, base_width * 2 ** (k - 1 - i)) for i in range(k)]
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(LabelConditioned):
     def __init__(
         self,
         z_dim: int = 100,
@@ -56,9 +56,7 @@ class DCGANGenerator(nn.Module):
         cbn = bool(num_classes) and conditioning in ("cbn", "concat+cbn")
         in_dim = z_dim
         if num_classes and conditioning in ("concat", "concat+cbn"):
-            embed_dim = embed_dim or min(z_dim, 128)
-            self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
-            in_dim += embed_dim
+            in_dim += self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
         ins, outs = [in_dim] + widths[:-1], widths
         kernels = [(s, 1, 0)] + [(4, 2, 1)] * (k - 1)
         self.convs = nn.ModuleList(
@@ -71,9 +69,7 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        if hasattr(self, "embed"):
-            z = torch.cat([z, self.embed(labels)], dim=1)
+        z = self._join_labels(z, labels)
         h = z.view(z.shape[0], -1, 1, 1)
         for conv, norm in zip(self.convs, self.norms):
             h = conv(h)
@@ -82,7 +78,7 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.to_rgb(h))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(ConditionalDiscriminator):
     def __init__(
         self,
         resolution: int = 64,
@@ -98,18 +94,10 @@ class DCGANDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.resolution, self.channels = resolution, channels
-        self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
         s, k = start_size(resolution)
         widths = stage_widths(k, base_width, max_width)[::-1]  # largest map first
-        in_ch = channels
-        if num_classes and conditioning == "concat":
-            embed_dim = embed_dim or min(num_classes, 16)
-            self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
-            in_ch += embed_dim
-        elif num_classes and conditioning == "projection":
-            self.project = LabelEmbedding(num_classes, widths[-1], label_kind)
-        elif num_classes:
-            raise ValueError(f"discriminator conditioning must be 'concat' or 'projection', got {conditioning!r}")
+        in_ch = channels + self._add_label_head(num_classes, label_kind, conditioning, embed_dim,
+                                                features=widths[-1], default_embed_dim=min(num_classes, 16))
         layers: list[nn.Module] = []
         for i, w in enumerate(widths):
             layers.append(nn.Conv2d(in_ch, w, 4, 2, 1, bias=(i == 0 or norm == "none")))
@@ -119,19 +107,8 @@ class DCGANDiscriminator(nn.Module):
             in_ch = w
         self.features = nn.Sequential(*layers)
         self.to_logit = nn.Conv2d(in_ch, 1, s, 1, 0)
-        dcgan_init(self)
-        if hasattr(self, "project"):  # N(0, 1) embeddings would saturate D at the first step
-            nn.init.normal_(self.project.embed.weight, 0.0, 0.02)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self._init_weights(spectral_norm)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        if hasattr(self, "embed"):
-            e = self.embed(labels)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-            x = torch.cat([x, e.to(x.dtype)], dim=1)
-        h = self.features(x)
-        logit = self.to_logit(h).flatten(1).squeeze(1)
-        if hasattr(self, "project"):
-            logit = logit + (self.project(labels) * h.sum(dim=(2, 3))).sum(dim=1)
-        return logit
+        h = self.features(self._join_labels(x, labels))
+        return self._project_labels(self.to_logit(h).flatten(1).squeeze(1), h, labels)

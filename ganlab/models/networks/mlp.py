@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ganlab.models.networks.conditioning import LabelEmbedding, check_labels
-from ganlab.models.networks.layers import apply_spectral_norm, dcgan_init, norm1d
+from ganlab.models.networks.conditioning import ConditionalDiscriminator, LabelConditioned
+from ganlab.models.networks.layers import dcgan_init, norm1d
 
 
 def _mlp(dims: Sequence[int], norm: str, dropout: float) -> nn.Sequential:
@@ -26,7 +26,7 @@ def _mlp(dims: Sequence[int], norm: str, dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(LabelConditioned):
     def __init__(
         self,
         z_dim: int = 100,
@@ -46,22 +46,17 @@ class MLPGenerator(nn.Module):
         if num_classes:
             if conditioning != "concat":
                 raise ValueError("the MLP generator supports conditioning='concat' only")
-            embed_dim = embed_dim or min(z_dim, 128)
-            self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
-            in_dim += embed_dim
+            in_dim += self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
         self.body = _mlp([in_dim, *hidden], norm, 0.0)
         self.out = nn.Linear(hidden[-1], channels * resolution * resolution)
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        if hasattr(self, "embed"):
-            z = torch.cat([z, self.embed(labels)], dim=1)
-        x = torch.tanh(self.out(self.body(z)))
+        x = torch.tanh(self.out(self.body(self._join_labels(z, labels))))
         return x.view(-1, self.channels, self.resolution, self.resolution)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(ConditionalDiscriminator):
     def __init__(
         self,
         resolution: int = 32,
@@ -77,31 +72,12 @@ class MLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.resolution, self.channels = resolution, channels
-        self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
-        in_dim = channels * resolution * resolution
-        if num_classes and conditioning == "concat":
-            embed_dim = embed_dim or 64
-            self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
-            in_dim += embed_dim
-        elif num_classes and conditioning == "projection":
-            self.project = LabelEmbedding(num_classes, hidden[-1], label_kind)
-        elif num_classes:
-            raise ValueError(f"discriminator conditioning must be 'concat' or 'projection', got {conditioning!r}")
+        in_dim = channels * resolution * resolution + self._add_label_head(
+            num_classes, label_kind, conditioning, embed_dim, features=hidden[-1], default_embed_dim=64)
         self.body = _mlp([in_dim, *hidden], norm, dropout)
         self.to_logit = nn.Linear(hidden[-1], 1)
-        dcgan_init(self)
-        if hasattr(self, "project"):  # N(0, 1) embeddings would saturate D at the first step
-            nn.init.normal_(self.project.embed.weight, 0.0, 0.02)
-        if spectral_norm:
-            apply_spectral_norm(self)
+        self._init_weights(spectral_norm)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        h = x.flatten(1)
-        if hasattr(self, "embed"):
-            h = torch.cat([h, self.embed(labels).to(h.dtype)], dim=1)
-        h = self.body(h)
-        logit = self.to_logit(h).squeeze(1)
-        if hasattr(self, "project"):
-            logit = logit + (self.project(labels) * h).sum(dim=1)
-        return logit
+        h = self.body(self._join_labels(x.flatten(1), labels))
+        return self._project_labels(self.to_logit(h).squeeze(1), h, labels)

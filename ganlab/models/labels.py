@@ -1,0 +1,80 @@
+"""The model's label spec against the data's labels: ``num_classes`` taken from the data when the
+config leaves it ``null``, and one :class:`LabelSpecError` (saying what to set) when a configured
+spec does not fit."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from torch import nn
+
+
+class LabelSpecError(ValueError):
+    """The model's label spec does not fit the data or the request."""
+
+
+def _hint(dm) -> str:
+    if not dm.label_kind:
+        return ""
+    return f"model.generator.num_classes={dm.num_classes} model.generator.label_kind={dm.label_kind}"
+
+
+def fill_num_classes(model_config: Any, dm) -> None:
+    """``model.generator.num_classes: null`` -> the data's number of labels (in place; the
+    discriminator follows it by interpolation in ``conf/model/cgan*.yaml``)."""
+    generator = model_config.get("generator") if hasattr(model_config, "get") else None
+    if generator is not None and "num_classes" in generator and generator["num_classes"] is None:
+        if not dm.label_kind:
+            raise LabelSpecError(
+                "the model is conditional (num_classes: null = from the data) but the data has no labels: set "
+                "data.labels=class (Fashion-MNIST, MNIST, a folder of class subfolders) or "
+                "data.labels=[Male,Smiling,...] (CelebA attributes, procedural faces)")
+        generator["num_classes"] = int(dm.num_classes)
+
+
+def check_label_spec(model: nn.Module, dm) -> None:
+    """Raise :class:`LabelSpecError` when a conditional model and the data's labels disagree."""
+    k = int(getattr(model, "num_classes", 0) or 0)
+    d = getattr(model, "discriminator", None)
+    dk = int(getattr(d, "num_classes", 0) or 0)
+    if k != dk and d is not None and hasattr(d, "num_classes"):
+        raise LabelSpecError(f"generator num_classes={k} but discriminator num_classes={dk}; set both "
+                             "(model/cgan.yaml makes the discriminator follow model.generator.num_classes)")
+    if not k:
+        return  # unconditional: labels of the data (if any) are ignored
+    if not dm.label_kind:
+        raise LabelSpecError(
+            f"the model is conditional (num_classes={k}) but the data has no labels: set data.labels=class "
+            "(Fashion-MNIST, MNIST, a folder of class subfolders) or data.labels=[Male,Smiling,...] "
+            "(CelebA attributes, procedural faces)")
+    kind = getattr(model, "label_kind", None)
+    if k != dm.num_classes or kind != dm.label_kind:
+        raise LabelSpecError(
+            f"the model expects {k} labels of kind {kind!r} but the data has {dm.num_classes} of kind "
+            f"{dm.label_kind!r} ({', '.join(dm.class_names[:12])}{' ...' if dm.num_classes > 12 else ''}); "
+            f"set {_hint(dm)} (or num_classes: null to take it from the data)")
+
+
+
+
+def checkpoint_label_info(ckpt: dict, model: nn.Module | None = None) -> dict[str, Any]:
+    """Label metadata of a loaded checkpoint dict (:func:`ganlab.checkpoints.stored_data_state`);
+    falls back to ``class_0``... names (with a warning) for checkpoints that store no class names."""
+    from ganlab.checkpoints import stored_data_state
+
+    meta = stored_data_state(ckpt)
+    k = int(getattr(model, "num_classes", 0) or 0) if model is not None else int(meta.get("num_classes") or 0)
+    if k and len(meta.get("class_names") or []) != k:
+        warnings.warn(f"the checkpoint stores no class names for its {k} labels; using class_0 ... class_{k - 1}",
+                      stacklevel=2)
+        meta["class_names"] = [f"class_{i}" for i in range(k)]
+    if model is not None:
+        meta["num_classes"] = k
+        meta["label_kind"] = getattr(model, "label_kind", None)
+    meta.setdefault("class_names", [])
+    meta.setdefault("label_counts", {})
+    return meta
+
+
+__all__ = ["LabelSpecError", "check_label_spec", "checkpoint_label_info", "fill_num_classes"]
