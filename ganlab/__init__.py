@@ -13,12 +13,14 @@ from ganlab.utils.resolvers import register_resolvers as _register_resolvers
 
 _register_resolvers()
 
-_API = ("load", "Sampler")  # ganlab.api, imported on first use so `import ganlab` stays light
+# the notebook API, imported on first use so `import ganlab` stays light
+_API = {"load": "ganlab.api", "Sampler": "ganlab.api",
+        "evaluate_checkpoint": "ganlab.metrics.evaluator", "evaluate_folder": "ganlab.metrics.evaluator"}
 
 
 def __getattr__(name: str):
     if name in _API:
-        from ganlab import api
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'ganlab' has no attribute {name!r}")

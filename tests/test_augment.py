@@ -238,6 +238,9 @@ def test_diffaug_trains_every_model(tiny_cfg, model):
     """The MLP D flattens the augmented image; a conditional D gets its labels untouched."""
     extra = [*TINY_DCGAN, *FACES_MULTI_HOT] if model == "cgan" else []
     cfg = tiny_cfg(f"model={model}", "model/augment=diffaug", "generator_steps=2", *extra, *QUIET)
+    if model == "cgan":
+        with open_dict(cfg):
+            cfg.model.generator.num_classes = 2  # what train() derives from data.labels (two attributes)
     L.seed_everything(cfg.seed)
     fresh = hydra.utils.instantiate(cfg.model)
     labels_seen = []

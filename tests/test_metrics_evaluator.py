@@ -119,3 +119,13 @@ def test_one_list_of_metrics_to_maximise():
     for key, mode in want.items():
         assert metric_mode(key) == summary.mode(key) == mode_of(key) == mode, key
     assert Summary(path="x", maximize=["loss/*"]).mode("loss/g") == "max"
+
+
+def test_notebook_api_reexports_the_evaluator():
+    import ganlab
+    from ganlab.metrics import evaluator
+
+    assert ganlab.evaluate_folder is evaluator.evaluate_folder
+    assert ganlab.evaluate_checkpoint is evaluator.evaluate_checkpoint
+    with pytest.raises(AttributeError):
+        ganlab.no_such_function
