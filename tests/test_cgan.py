@@ -4,6 +4,8 @@ names, and the sample grids have one row per class plus a class-interpolation gr
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
@@ -62,8 +64,11 @@ def test_labels_flow_through_generator_and_discriminator(make_cfg, tmp_path, mod
     cfg = make_cfg(tmp_path, f"model={model}", *nets, *data, f"model.generator.conditioning={g_style}",
                    f"model.discriminator.conditioning={d_style}", "generator_steps=3", "callbacks=none",
                    "trainer.accelerator=cpu", *QUIET, tiny=tiny)
+    k = 10 if kind == "class" else 2
+    ref = copy.deepcopy(cfg)
+    ref.model.generator.num_classes = k  # what train() derives from the data (num_classes: null)
     L.seed_everything(cfg.seed)
-    before = hydra.utils.instantiate(cfg.model)
+    before = hydra.utils.instantiate(ref.model)
     recorder: dict = {}
 
     class Attach(L.Callback):
@@ -72,7 +77,6 @@ def test_labels_flow_through_generator_and_discriminator(make_cfg, tmp_path, mod
 
     _, trainer = train(cfg, extra_callbacks=[Attach()])
     gan = trainer.lightning_module
-    k = 10 if kind == "class" else 2
     assert (gan.num_classes, gan.label_kind) == (k, kind)
     seen = recorder["r"].seen
     for name in ("generator", "discriminator"):
