@@ -149,6 +149,8 @@ def celeba_files(root: Path, layout: str = "auto") -> CelebAFiles:
         c = _celeba_candidate(root, name)
         if _celeba_complete(c):
             return c
+    if not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise layout_error("data root is an empty folder", root, celeba=True)
     what = "no CelebA files found" if layout == "auto" else f"no CelebA {layout} layout found"
     raise layout_error(what + " (need the image folder and list_attr_celeba)", root, celeba=True)
 
