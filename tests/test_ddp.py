@@ -72,7 +72,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     for k, v in r0["state"].items():
         assert torch.equal(ckpt["state_dict"][k], v), k
     # rank 0 alone writes the run files and logs
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["real.png", "step_000002.png", "step_000004.png"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "latent_interpolation.png", "latent_walk.gif", "real.png", "step_000002.png", "step_000004.png"]
     assert len((run / "csv" / "metrics.csv").read_text().strip().splitlines()) == 1 + 4
     import json
 
