@@ -78,5 +78,5 @@ def test_experiment_resumes(name, roots, tmp_path, make_cfg):
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert ckpt["ganlab"]["generator_step"] == 2
     # num_classes came from the data (no config types it): the stand-in folder has 2 class subfolders
-    if "cgan" in name:
+    if name.startswith("cgan"):  # (not dcgan_*)
         assert ckpt["hyper_parameters"]["generator"]["num_classes"] == ckpt["GANDataModule"]["num_classes"] > 0
