@@ -17,6 +17,9 @@ SMALL = ["model.generator.base_width=8", "model.discriminator.base_width=8", "da
 
 
 def built_optimizers(cfg):
+    gen = cfg.model.generator
+    if "num_classes" in gen and gen.num_classes is None:  # conditional: train() takes it from the data
+        gen.num_classes = 10
     gan = hydra.utils.instantiate(cfg.model)
     (opt_g, opt_d), _ = gan.configure_optimizers()
     return gan, opt_g, opt_d
