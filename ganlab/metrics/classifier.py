@@ -26,6 +26,7 @@ The augmentation study (``experiments/augmentation``) trains this same network w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ganlab.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +246,10 @@ def get_label_classifier(datamodule, *, split: str = "train", cache_dir: str | N
         rep = accuracy_report(pred, datamodule.split_labels(held), kind, datamodule.class_names)
         info["real_heldout"] = {"split": held, **rep}
     if use_cache:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp.{os.getpid()}"
+        buf = io.BytesIO()
         torch.save({"state_dict": {k_: v.cpu() for k_, v in model.state_dict().items()}, "info": {"widths": s["widths"]},
-                    "info_json": json.dumps(info)}, tmp)
-        os.replace(tmp, path)
+                    "info_json": json.dumps(info)}, buf)
+        atomic_write_bytes(buf.getbuffer(), path)
     return model, {**info, "from_cache": False, "path": path if use_cache else None}
 
 

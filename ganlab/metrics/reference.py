@@ -26,6 +26,7 @@ import torch
 
 from ganlab.metrics.core import fid_statistics
 from ganlab.metrics.inception import ganlab_cache_dir
+from ganlab.utils.files import pid_alive
 
 CACHE_VERSION = 1
 
@@ -131,7 +132,7 @@ def reference_features(
         os.makedirs(folder, exist_ok=True)
         for stale in glob.glob(glob.escape(path) + ".tmp.*.npz"):  # left by a killed run
             pid = stale[len(path) + 5 : -4]
-            if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     os.remove(stale)
         tmp = f"{path}.tmp.{os.getpid()}.npz"
