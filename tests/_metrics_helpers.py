@@ -63,6 +63,9 @@ class FakeDataModule:
     def split_labels(self, split="train"):
         return None
 
+    def split_digest(self, split="train"):
+        return f"{self.fingerprint}/{split}"
+
 
 _WEIGHTS = None
 

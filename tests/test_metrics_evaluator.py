@@ -129,3 +129,55 @@ def test_notebook_api_reexports_the_evaluator():
     assert ganlab.evaluate_checkpoint is evaluator.evaluate_checkpoint
     with pytest.raises(AttributeError):
         ganlab.no_such_function
+
+
+class _EightFakes:
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return 8
+
+    def batches(self, bs):
+        yield self.images[:8]
+
+
+def test_reference_cache_follows_the_pixels_not_the_metadata(tmp_path):
+    """Cached reference features are keyed by the split's pixels: the same images under another data
+    fingerprint (a rebuilt cache, changed source metadata) are served from disk; one changed
+    pixel recomputes them."""
+    from ganlab.data.datamodule import SplitView
+
+    class PixelKeyed(FakeDataModule):
+        def split_digest(self, split="train"):
+            return SplitView(self.images, self.splits[split]).digest()
+
+    images = np.random.default_rng(3).integers(0, 256, (20, 3, 8, 8), dtype=np.uint8)
+    ext = StubExtractor()
+
+    def score(dm):
+        ev = Evaluator(Protocol.from_config(metrics=["fid"], n_fake=8, cache_dir=str(tmp_path)), extractor=ext,
+                       progress=False)
+        return ev.bind("cpu").score(dm, _EightFakes(images), fake_source="test")
+
+    first = score(PixelKeyed(images, "meta-a"))
+    assert ext.images_processed == 20 + 8 and not first.seconds["reference_from_cache"]
+    again = score(PixelKeyed(images.copy(), "meta-b"))
+    assert ext.images_processed == 20 + 8 + 8 and again.seconds["reference_from_cache"]
+    assert again.values == first.values
+    changed = images.copy()
+    changed[3, 0, 0, 0] ^= 1
+    assert not score(PixelKeyed(changed, "meta-a")).seconds["reference_from_cache"]
+    assert ext.images_processed == 20 + 8 + 8 + 20 + 8
+
+
+def test_split_digest_is_the_pixels_in_order():
+    from ganlab.data.datamodule import SplitView
+
+    images = np.random.default_rng(4).integers(0, 256, (50, 3, 4, 4), dtype=np.uint8)
+    rows = np.array([7, 3, 40, 41, 0])
+    d = SplitView(images, rows).digest()
+    assert d == SplitView(images, rows).digest(rows_per_read=2) == SplitView(images[rows], np.arange(5)).digest()
+    assert d != SplitView(images, rows[::-1]).digest()  # order is part of the split
+    assert d != SplitView(images, rows[:4]).digest()
+    assert d != SplitView(images.astype(np.int16), rows).digest()

@@ -35,7 +35,7 @@ def main() -> None:
     dm.prepare_data()
     dm.setup("fit")
     t0 = time.perf_counter()
-    ref = reference_features(lambda: dm.split_images("all"), fingerprint=dm.fingerprint, split="all",
+    ref = reference_features(lambda: dm.split_images("all"), fingerprint=dm.split_digest("all"), split="all",
                              extractor=get_inception_extractor(None, "cpu", 64), n_real=None, subset_seed=0,
                              cache_dir=cfg.metrics.cache_dir, batch_size=64)
     print(f"reference: {ref.n} images, from_cache={ref.from_cache}, {time.perf_counter() - t0:.0f} s -> {ref.path}")

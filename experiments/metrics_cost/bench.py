@@ -174,7 +174,7 @@ def main() -> None:
 
     # 2. reference, once ------------------------------------------------------------------------
     t0 = time.perf_counter()
-    ref = reference_features(reals_all, fingerprint=dm.fingerprint, split=split, extractor=ext, n_real=args.n_real,
+    ref = reference_features(reals_all, fingerprint=dm.split_digest(split), split=split, extractor=ext, n_real=args.n_real,
                              cache_dir=str(work / "refcache"), batch_size=args.batch_size)
     sync(args.device)
     res["reference"] = {"n_real": ref.n, "seconds": round(time.perf_counter() - t0, 3), "from_cache": ref.from_cache}

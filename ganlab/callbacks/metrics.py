@@ -178,7 +178,7 @@ class Metrics(L.Callback):
     def _compute(self, trainer, pl_module) -> dict[str, Any]:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "split_images"):
-            raise RuntimeError("Metrics needs trainer.datamodule with split_images()/fingerprint")
+            raise RuntimeError("Metrics needs trainer.datamodule with split_images()/fingerprint/split_digest()")
         ev = self.evaluator
         if ev.device is None:
             ev.bind(self.device or str(pl_module.device))

@@ -10,6 +10,7 @@ for unlabelled data, ``(B,)`` class indices, or ``(B, K)`` multi-hot attributes.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any, Callable, Sequence
 
 import lightning as L
@@ -63,6 +64,14 @@ class SplitView:
         for i in range(len(self)):
             yield self[i]
 
+    def digest(self, rows_per_read: int = 4096) -> str:
+        """sha256 of the rows' shape, dtype and bytes, in order: equal digests = equal pixels, whatever
+        the source's metadata, cache key or file layout (the key of cached reference features)."""
+        h = hashlib.sha256(f"{self.shape}|{self.dtype.str}|".encode())
+        for start in range(0, len(self), rows_per_read):
+            h.update(np.ascontiguousarray(self[start:start + rows_per_read]).tobytes())
+        return h.hexdigest()
+
 
 def source_config(source: Any) -> dict:
     """A source class / ``functools.partial`` of one (what Hydra builds from ``_partial_: true``) or
@@ -108,6 +117,7 @@ class GANDataModule(L.LightningDataModule):
         source = source_config(source)  # plain (saved from this local), so checkpoints load weights_only
         self.save_hyperparameters(logger=False)
         self.prepared = None
+        self._digests: dict[str, str] = {}
 
     # -- preparation -------------------------------------------------------------------
     def _prepare(self, progress: bool = True):
@@ -141,6 +151,13 @@ class GANDataModule(L.LightningDataModule):
     @property
     def fingerprint(self) -> str:
         return self.prepared.fingerprint
+
+    def split_digest(self, split: str | None = None) -> str:
+        """:meth:`SplitView.digest` of a split (read once per process, then remembered)."""
+        split = split or self.hparams.split
+        if split not in self._digests:
+            self._digests[split] = self.split_images(split).digest()
+        return self._digests[split]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

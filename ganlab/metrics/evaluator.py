@@ -240,7 +240,7 @@ class Evaluator:
     def score(self, datamodule: Any, source: Any, *, fake_source: str, what: str = "evaluation",
               cpu_budget_s: float | None = None) -> Scores:
         """Metrics of ``source`` (``batches(batch_size)`` of uint8 images: :class:`GanSamples`, a folder)
-        against the reference split of ``datamodule`` (``split_images``, ``fingerprint``).
+        against the reference split of ``datamodule`` (``split_images``, ``fingerprint``, ``split_digest``).
         ``cpu_budget_s``: on a CPU, raise :class:`OverBudget` after the first batch when the images
         would take longer than that."""
         if self.device is None:
@@ -262,7 +262,7 @@ class Evaluator:
 
             if not ref_cached:
                 self._reference = reference_features(
-                    split_images, fingerprint=datamodule.fingerprint, split=p.split,
+                    split_images, fingerprint=datamodule.split_digest(p.split), split=p.split,
                     extractor=tracked, n_real=p.n_real, subset_seed=p.reference_subset_seed,
                     cache_dir=p.cache_dir, use_cache=p.use_cache, batch_size=p.batch_size)
                 self._reference_key = (datamodule.fingerprint, p.split)

@@ -1,7 +1,8 @@
 """Reference (real-data) features, computed once per data split and cached on disk.
 
-The cache key is a sha256 over: the datamodule's ``fingerprint`` (data source + preprocessing),
-the split, the requested ``n_real`` (``None`` = the whole split), the seed that picks the subset,
+The cache key is a sha256 over: ``fingerprint`` (the evaluator passes the digest of the split's
+pixels, ``GANDataModule.split_digest``: the same images give the same key even when the data
+cache is rebuilt under a new key or the source's metadata changes), the split, the requested ``n_real`` (``None`` = the whole split), the seed that picks the subset,
 the extractor's id and its weights' sha256. A file holds the features (float32 ``(n, 2048)``, what
 KID, precision/recall and density/coverage need), torch-fidelity's FID statistics of them and the
 indices of the images used, so a second evaluation only extracts features of generated samples.
@@ -28,7 +29,7 @@ from ganlab.metrics.core import fid_statistics
 from ganlab.metrics.inception import ganlab_cache_dir
 from ganlab.utils.files import pid_alive
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed by the split's pixel digest (1: by the data fingerprint)
 
 
 @dataclasses.dataclass
