@@ -134,9 +134,12 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device, cache_dir: str | None):
-    """``(model, record)``: the label classifier of ``filter=classifier`` and what the manifest says of it."""
-    from ganlab.checkpoints import stored_data_state
+def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device, cache_dir: str | None,
+                           ckpt_path: str = "the checkpoint", trust: bool = False):
+    """``(model, record)``: the label classifier of ``filter=classifier`` and what the manifest says of it.
+    The checkpoint's stored data config is instantiated only after the ``_target_`` allowlist check
+    (``trust``: skip it, as ``trust_checkpoint=true`` does for the model)."""
+    from ganlab.checkpoints import CheckpointError, check_targets, stored_data_state
     from ganlab.metrics.classifier import CompactCNN, get_label_classifier
 
     if spec.classifier_path:
@@ -155,6 +158,11 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
                              "(written by ganlab.train), or filter_classifier=PATH")
     import hydra
 
+    if not trust:
+        try:
+            check_targets(dict(data_cfg), path=ckpt_path, what="data config")
+        except CheckpointError as err:
+            raise SelectionError(f"filter=classifier: {err}") from None
     try:
         dm = hydra.utils.instantiate(dict(data_cfg))
         dm.prepare_data()
@@ -210,7 +218,8 @@ def candidate_index(n: int, key: int, stride: int) -> int:
 
 def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | None, num_classes: int,
            batch_size: int, device, ema: bool, ckpt: Mapping, info: Mapping,
-           cache_dir: str | None = None) -> tuple[list[list[int]], dict[str, Any]]:
+           cache_dir: str | None = None, ckpt_path: str = "the checkpoint",
+           trust: bool = False) -> tuple[list[list[int]], dict[str, Any]]:
     """The latent indices to write for each group (in order) and the manifest's ``selection`` record.
 
     ``groups`` are :class:`ganlab.generate.Group` (``name``, ``label``, ``count``)."""
@@ -226,7 +235,7 @@ def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | N
         return indices, record
 
     if spec.filter == "classifier":
-        clf, rec = load_filter_classifier(spec, ckpt, info, device, cache_dir)
+        clf, rec = load_filter_classifier(spec, ckpt, info, device, cache_dir, ckpt_path=ckpt_path, trust=trust)
         score = classifier_scores(clf, kind)
         record.update({"threshold": spec.threshold, "selector": rec})
     else:

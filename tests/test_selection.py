@@ -210,3 +210,19 @@ def test_evaluate_recurses_into_class_folders(setup, tmp_path, monkeypatch):
     Image.new("L", (16, 16)).save(tmp_path / "syn" / "Hats.png")
     with pytest.raises(ValueError, match="not classes of the data set"):
         evaluate({**cfg, "out": str(tmp_path / "eval3")}, extractor=StubExtractor(), datamodule=dm)
+
+
+def test_classifier_filter_refuses_a_foreign_data_target(setup, tmp_path):
+    """filter=classifier rebuilds the training data from the checkpoint: a ``_target_`` outside the
+    allowlist there stops with one message, before anything is instantiated or written."""
+    from ganlab.checkpoints import AtomicCheckpointIO, load_checkpoint
+
+    ckpt = load_checkpoint(setup["ckpt"])
+    marker = tmp_path / "PWNED"
+    ckpt["datamodule_hyper_parameters"]["source"] = {"_target_": "pathlib.Path.touch", "self": str(marker)}
+    bad = tmp_path / "bad_data.ckpt"
+    AtomicCheckpointIO().save_checkpoint(ckpt, bad)
+    with pytest.raises(SelectionError, match=r"filter=classifier: .*'pathlib.Path.touch'.*outside ganlab, torch"):
+        run({**setup, "ckpt": bad, "base": tmp_path}, tmp_path / "out", per_class=2, filter="classifier",
+            filter_threshold=0.5)
+    assert not marker.exists() and not (tmp_path / "out").exists()
