@@ -312,7 +312,9 @@ def aggregate(args, jobs: list[dict], clf_info: dict | None, scores: dict) -> di
         for which in ("plain", "selected"):
             sc = [scores[job_name(args.task, k, j["seed"])][which] for j in js if job_name(args.task, k, j["seed"]) in scores]
             if sc:
-                row[f"synthetic_{which}"] = {m: ci95([s[m] for s in sc]) for m in sc[0]}
+                row[f"synthetic_{which}"] = {m: ci95([s[m] for s in sc]) for m in sc[0] if not isinstance(sc[0][m], dict)}
+                if "label_fidelity_per_class" in sc[0]:
+                    row[f"synthetic_{which}"]["label_fidelity_per_class"] = [s["label_fidelity_per_class"] for s in sc]
             acc = [j["selection"][which]["per_class_acceptance"] for j in js]
             row[f"synthetic_{which}"] = {**row.get(f"synthetic_{which}", {}),
                                          "acceptance_mean": float(sum(sum(a.values()) / len(a) for a in acc) / len(acc)),
@@ -371,6 +373,16 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
             v = f"{d['variety']['mean']:.2f} ± {d['variety']['ci95']:.2f}" if "variety" in d else "not measured"
             lines.append(f"| {r['k']} | {which} | {f('label_fidelity')} | {f('precision')} | {f('recall')} | {v} | "
                          f"{100 * d.get('acceptance_mean', float('nan')):.1f} % |")
+    per_class = [(r, d) for r in summary["rows"] if (d := r.get("synthetic_plain", {}).get("label_fidelity_per_class"))]
+    if per_class:
+        names = list(per_class[0][1][0])
+        lines += ["", "Label fidelity per requested class, plain synthetic sets, one row per seed (%: the share of "
+                  "that class's synthetic images the full-data label classifier reads as that class; 0 = all "
+                  "drawn as another class):", "", "| k | seed | " + " | ".join(names) + " |",
+                  "| ---: | ---: |" + " ---: |" * len(names)]
+        for r, seeds in per_class:
+            for seed, d in zip(r["seeds"], seeds):
+                lines.append(f"| {r['k']} | {seed} | " + " | ".join(f"{100 * d[n]:.1f}" for n in names) + " |")
     lines += ["", "## Per-class test accuracy (%, mean over seeds)", ""]
     for r in summary["rows"]:
         names = list(r["per_class"][BASELINE])
@@ -548,9 +560,13 @@ def score_synthetic(args, names: list[str]) -> tuple[dict | None, dict]:
             with np.load(z) as d:
                 x, y = d["x"], d["y"]
             prc = compute_metrics(real_feat, torch.from_numpy(features(clf, x)), ["prc"], device="cpu")
+            pred = predict(clf, x)
             out.setdefault(name, {})[which] = {
-                "label_fidelity": float((predict(clf, x) == y).mean()), "precision": float(prc["precision"]),
+                "label_fidelity": float((pred == y).mean()), "precision": float(prc["precision"]),
                 "recall": float(prc["recall"]),
+                # per requested class: the fraction the classifier reads as that class (0 = drawn as another)
+                "label_fidelity_per_class": {dm.class_names[c]: float((pred[y == c] == c).mean())
+                                             for c in np.unique(y)},
                 **variety[which]}
     info["cpu_seconds"] = round(cpu_seconds() - c0, 1)
     info["seconds"] = round(time.perf_counter() - t0, 1)
