@@ -34,7 +34,7 @@ def all_faces():
 
     with initialize_config_dir(str(HERE.parents[1] / "conf"), version_base="1.3"):
         cfg = compose("evaluate", overrides=["data=celeba", "data.crop=178", "data.resize_filter=lanczos",
-                                             "data.resolution=64", "data.split=all", "split=all",
+                                             "data.resolution=64", "data.split=all", "metrics.split=all",
                                              "fake_dir=unused"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     dm = instantiate(cfg.data)
@@ -46,7 +46,7 @@ def all_faces():
 
 @torch.no_grad()
 def scores(model, images: torch.Tensor) -> torch.Tensor:
-    from ganlab.images import to_float
+    from ganlab.utils.pixels import to_float
 
     d = model.discriminator.train()
     out = [model.loss.score(d(to_float(images[i:i + BATCH]), None)).flatten()
@@ -56,7 +56,7 @@ def scores(model, images: torch.Tensor) -> torch.Tensor:
 
 def check(ckpt: Path, n_images: int, faces, n: int) -> dict:
     from ganlab.data.labels import evenly_spaced
-    from ganlab.images import to_uint8
+    from ganlab.utils.pixels import to_uint8
     from ganlab.models import load_gan
 
     model = load_gan(str(ckpt), map_location="cpu")

@@ -1,8 +1,9 @@
 """Small face sets: does discriminator augmentation (DiffAugment, ADA, + LeCam) help at CPU-sized budgets?
 
     OMP_NUM_THREADS=1 python experiments/limited_data/reference.py        # once: all-6,000 reference features
-    python experiments/limited_data/run.py --jobs 2                       # the grid below, 2 jobs at a time
-    python experiments/limited_data/run.py --sizes 1000 --arms none diffaug --steps 400   # a smaller grid
+    python experiments/limited_data/run.py --jobs 2                       # the grid: 3 sizes x 4 arms x 2 seeds, 500 steps
+    python experiments/limited_data/run.py --sizes 1000 --arms none diffaug ada --seeds 0 --steps 3000 \
+        --work /tmp/ganlab_limited_data_long --out experiments/limited_data/results_long   # the longer budget
     python experiments/limited_data/run.py --aggregate                    # tables + grids from finished jobs
 
 Every job trains ``experiment=<--experiment>`` (default ``faces_cpu30``: DCGAN at base width 16, BCE,
@@ -168,16 +169,18 @@ def aggregate(args) -> None:
     tables = []
     for key, label, scale, fmt in (("fid", "FID", 1, "{:.1f}"), ("kid", "KID x1e3", 1e3, "{:.1f}"),
                                    ("precision", "precision", 1, "{:.3f}"), ("recall", "recall", 1, "{:.3f}")):
-        rows = [f"**{label}** (n_fake = {args.n_fake}, all 6,000 reals; mean over seeds, seeds in brackets)", "",
+        rows = [f"**{label}** (n_fake = {args.n_fake}, all 6,000 reals; mean over seeds, each seed in brackets)", "",
                 f"| images | {' | '.join(arms)} |", "|---:|" + "---:|" * len(arms)]
         for n in sizes:
             cells = []
             for a in arms:
-                vals = [r["values"][key] for r in results if r["n_images"] == n and r["arm"] == a]
+                vals = [r["values"][key] for r in sorted(results, key=lambda r: r["seed"])
+                        if r["n_images"] == n and r["arm"] == a]
                 if not vals:
                     cells.append("not run")
-                else:
-                    cells.append(fmt.format(scale * sum(vals) / len(vals)) + (f" ({len(vals)})" if len(vals) > 1 else ""))
+                else:  # the mean, then each seed's value in seed order
+                    each = " / ".join(fmt.format(scale * v) for v in vals)
+                    cells.append(fmt.format(scale * sum(vals) / len(vals)) + (f" ({each})" if len(vals) > 1 else ""))
             rows.append(f"| {n} | {' | '.join(cells)} |")
         tables.append("\n".join(rows))
     diag = [f"**Training signals** (mean of the last {LAST} generator steps of `losses.csv`; ADA's p at the end)", "",
@@ -189,9 +192,11 @@ def aggregate(args) -> None:
         diag.append(f"| {r['n_images']} | {r['arm']} | {r['seed']} | "
                     + " | ".join("-" if v is None else f"{v:.3f}" for v in cell) + " |")
     secs = [r["train_seconds"] for r in results]
+    cpu = [r["train_cpu_seconds"] for r in results]
     md = ["# limited_data results", "", *[t + "\n" for t in tables], "\n".join(diag) + "\n",
-          f"{len(results)} jobs; training wall time per job {min(secs):.0f}-{max(secs):.0f} s "
-          f"({results[0]['steps']} generator steps, 1 thread, 2 jobs at a time)." if results else "no jobs"]
+          f"{len(results)} jobs; training per job {min(cpu):.0f}-{max(cpu):.0f} CPU-seconds, "
+          f"{min(secs):.0f}-{max(secs):.0f} s wall ({results[0]['steps']} generator steps, 1 thread each)."
+          if results else "no jobs"]
     (out / "results.md").write_text("\n".join(md) + "\n")
     json.dump(results, open(out / "results.json", "w"), indent=2)
     for n in sizes:
@@ -204,9 +209,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 6000])
     ap.add_argument("--arms", nargs="+", default=["none", "diffaug", "ada", "diffaug+lecam"], choices=list(ARMS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--steps", type=int, default=800, help="generator steps per job (the equal budget)")
-    ap.add_argument("--n-fake", type=int, default=500)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=500, help="generator steps per job (the equal budget)")
+    ap.add_argument("--n-fake", type=int, default=300)
     ap.add_argument("--experiment", default="faces_cpu30")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work", default="/tmp/ganlab_limited_data")
