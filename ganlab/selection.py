@@ -139,7 +139,7 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
     """``(model, record)``: the label classifier of ``filter=classifier`` and what the manifest says of it.
     The checkpoint's stored data config is instantiated only after the ``_target_`` allowlist check
     (``trust``: skip it, as ``trust_checkpoint=true`` does for the model)."""
-    from ganlab.checkpoints import CheckpointError, check_targets, stored_data_state
+    from ganlab.checkpoints import CheckpointError, instantiate_from_checkpoint, stored_data_state
     from ganlab.metrics.classifier import CompactCNN, get_label_classifier
 
     if spec.classifier_path:
@@ -156,17 +156,12 @@ def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device
     if not data_cfg:
         raise SelectionError("filter=classifier needs the training data config stored in the checkpoint "
                              "(written by ganlab.train), or filter_classifier=PATH")
-    import hydra
-
-    if not trust:
-        try:
-            check_targets(dict(data_cfg), path=ckpt_path, what="data config")
-        except CheckpointError as err:
-            raise SelectionError(f"filter=classifier: {err}") from None
     try:
-        dm = hydra.utils.instantiate(dict(data_cfg))
+        dm = instantiate_from_checkpoint(dict(data_cfg), path=ckpt_path, what="data config", trust=trust)
         dm.prepare_data()
         dm.setup("fit")
+    except CheckpointError as err:  # a _target_ outside the allowlist: nothing was instantiated
+        raise SelectionError(f"filter=classifier: {err}") from None
     except Exception as err:
         raise SelectionError(f"filter=classifier: the checkpoint's training data "
                              f"({data_cfg.get('root', data_cfg.get('source'))}) could not be loaded to train "
