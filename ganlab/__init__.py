@@ -15,7 +15,7 @@ _register_resolvers()
 
 # the notebook API, imported on first use so `import ganlab` stays light
 _API = {"load": "ganlab.api", "Sampler": "ganlab.api",
-        "evaluate_checkpoint": "ganlab.metrics.evaluator", "evaluate_folder": "ganlab.metrics.evaluator"}
+        "evaluate_checkpoint": "ganlab.evaluate", "evaluate_folder": "ganlab.evaluate"}
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
-"""The evaluation layer (ganlab.metrics.evaluator): one protocol for training and ganlab.evaluate,
+"""The evaluation layer (ganlab.metrics.protocol, ganlab.metrics.evaluator, ganlab.evaluate): one protocol for
+training and ganlab.evaluate,
 CPU-sized counts stated in the record, batch-by-batch progress, and the notebook functions."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import yaml
 from PIL import Image
 
 from _metrics_helpers import REPO, FakeDataModule, StubExtractor, compose_cfg
-from ganlab.metrics.evaluator import Evaluator, Protocol, _progress_bar, _Tracked, evaluate_folder, protocol_defaults
+from ganlab.evaluate import evaluate_folder
+from ganlab.metrics.evaluator import Evaluator, _progress_bar, _Tracked
+from ganlab.metrics.protocol import Protocol, protocol_defaults
 
 
 def test_one_protocol_source_for_training_and_evaluate(tmp_path):
@@ -121,12 +124,12 @@ def test_one_list_of_metrics_to_maximise():
     assert Summary(path="x", maximize=["loss/*"]).mode("loss/g") == "max"
 
 
-def test_notebook_api_reexports_the_evaluator():
+def test_notebook_api_reexports_the_evaluate_job():
     import ganlab
-    from ganlab.metrics import evaluator
+    from ganlab import evaluate
 
-    assert ganlab.evaluate_folder is evaluator.evaluate_folder
-    assert ganlab.evaluate_checkpoint is evaluator.evaluate_checkpoint
+    assert ganlab.evaluate_folder is evaluate.evaluate_folder
+    assert ganlab.evaluate_checkpoint is evaluate.evaluate_checkpoint
     with pytest.raises(AttributeError):
         ganlab.no_such_function
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ganlab.utils.files import folder_names
-from ganlab.metrics.sampling import ImageFolder
+from ganlab.metrics.fakes import ImageFolder
 
 
 class LabelledImageFolder(ImageFolder):
