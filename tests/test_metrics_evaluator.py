@@ -18,8 +18,14 @@ from ganlab.metrics.protocol import Protocol, protocol_defaults
 
 
 def test_one_protocol_source_for_training_and_evaluate(tmp_path):
+    from ganlab.metrics.core import DEFAULTS
+
     defaults = yaml.safe_load((REPO / "conf" / "metrics" / "default.yaml").read_text())
     assert protocol_defaults() == defaults
+    # the metric maths' defaults are read from the same file, not repeated
+    assert {k: DEFAULTS[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood")} == \
+        {k: defaults[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood")}
+    assert DEFAULTS["seed"] == defaults["metric_seed"]
     train = compose_cfg(tmp_path, "callbacks=[metrics]").callbacks.metrics
     ev = compose_cfg(tmp_path, config_name="evaluate", tiny=False).metrics
     for key, value in defaults.items():
