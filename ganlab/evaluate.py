@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -53,6 +54,10 @@ NOT_PROTOCOL = ("ckpt", "fake_dir", "out", "device", "data", "paths", "hydra", "
 REPORT_KEYS = ("memorization", "memorization_pairs", "label_fidelity", "intra_fid", "classifier_cache_dir")
 
 
+class EvaluateError(ValueError):
+    """A bad request (what to score, against which data): one line from ``python -m ganlab.evaluate``, exit 1."""
+
+
 # -- the job (also from notebooks: ganlab.evaluate_checkpoint / ganlab.evaluate_folder) -------------------
 def data_config(data: Any = None, ckpt: str | None = None, trust: bool = False) -> Any:
     """The data config to score against: ``data`` when given, else the ``data`` node of the training
@@ -69,7 +74,7 @@ def data_config(data: Any = None, ckpt: str | None = None, trust: bool = False) 
                 check_targets(OmegaConf.to_container(run_cfg.data), path=path, what="data config")
             log.info("data config taken from %s", path)
             return run_cfg.data
-    raise ValueError("no data set: pass data=NAME (conf/data/NAME.yaml), or a ckpt inside a ganlab.train run folder")
+    raise EvaluateError("no data set: pass data=NAME (conf/data/NAME.yaml), or a ckpt inside a ganlab.train run folder")
 
 
 def _datamodule(datamodule: Any, data: Any, ckpt: str | None, trust: bool) -> Any:
@@ -108,7 +113,7 @@ def evaluate_folder(path: str, *, data: Any = None, datamodule: Any = None, out:
     from ganlab.metrics.fake_folder import LabelledImageFolder, kept_fractions
 
     if data is None and datamodule is None:
-        raise ValueError(f"evaluate_folder({path!r}): pass data= (a data config) or datamodule= to score against")
+        raise EvaluateError(f"evaluate_folder({path!r}): pass data= (a data config) or datamodule= to score against")
     dm = _datamodule(datamodule, data, None, False)
     ev = Evaluator(Protocol.from_config(options), extractor=extractor, progress=progress).bind(device)
     n = ev.protocol.n_fake
@@ -211,7 +216,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     if bool(cfg.get("ckpt")) == bool(cfg.get("fake_dir")):
-        raise ValueError("give exactly one of ckpt=PATH or fake_dir=DIR")
+        raise EvaluateError("give exactly one of ckpt=PATH or fake_dir=DIR")
     if isinstance(cfg.get("metrics"), Mapping):
         protocol = OmegaConf.to_container(cfg.metrics, resolve=True)
     else:
@@ -246,6 +251,9 @@ def main(cfg: DictConfig) -> None:
             cfg.out = cfg.paths.output_dir
     try:
         result = evaluate(cfg)
+    except EvaluateError as err:  # a bad request: one line, no traceback (console's exit code for options)
+        print(f"ganlab.evaluate: error: {err}", file=sys.stderr)
+        sys.exit(1)
     except signals.StopRequested as err:  # a BaseException: console.user_errors does not see it
         log.error("ganlab.evaluate: %s; nothing was written", err)
         signals.finish(err.signum)  # exit 128 + N
@@ -256,7 +264,7 @@ def main(cfg: DictConfig) -> None:
     print(f"report: {os.path.join(cfg.out, 'metrics.md')}")
 
 
-__all__ = ["data_config", "evaluate", "evaluate_checkpoint", "evaluate_folder", "write_report"]
+__all__ = ["EvaluateError", "data_config", "evaluate", "evaluate_checkpoint", "evaluate_folder", "write_report"]
 
 
 if __name__ == "__main__":
