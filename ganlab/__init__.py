@@ -3,7 +3,9 @@
 Flow: ``conf/`` -> :mod:`ganlab.train` -> :mod:`ganlab.data` (LightningDataModule)
 -> :mod:`ganlab.models` (GAN LightningModule = networks + loss) -> :mod:`ganlab.callbacks`
 -> loggers / checkpoints. :mod:`ganlab.sampling` plans every generated image (grids, metrics,
-generate); ``ganlab.load(path)`` (:mod:`ganlab.api`) samples a checkpoint from a notebook.
+generate); :func:`ganlab.run.open_run` is the one door to a trained run (used by ``ganlab.load``,
+``generate``, ``evaluate`` and sample selection); ``ganlab.load(path)`` (:mod:`ganlab.api`) samples a
+checkpoint from a notebook.
 """
 
 __version__ = "0.1.0"
@@ -15,7 +17,7 @@ _register_resolvers()
 
 # the notebook API, imported on first use so `import ganlab` stays light
 _API = {"load": "ganlab.api", "Sampler": "ganlab.api",
-        "evaluate_checkpoint": "ganlab.metrics.evaluator", "evaluate_folder": "ganlab.metrics.evaluator"}
+        "evaluate_checkpoint": "ganlab.evaluate", "evaluate_folder": "ganlab.evaluate"}
 
 
 def __getattr__(name: str):

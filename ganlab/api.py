@@ -7,9 +7,9 @@
     pics = gan.images(4, seed=0, labels="Sandal")         # list of PIL images (conditional models)
     walk = gan.interpolate(steps=8, rows=2, seed=0)       # uint8 (2 * 8, C, H, W), slerp
 
-The checkpoint is read safely (:mod:`ganlab.checkpoints`: ``weights_only=True``, the stored model
-config's ``_target_`` checked; ``trust=True`` for files you trust), and the EMA generator samples
-by default. Noise and labels come from :mod:`ganlab.sampling`, so ``gan.sample(n, seed=s)`` are
+The checkpoint is opened by :func:`ganlab.run.open_run` (read once and safely: ``weights_only=True``,
+the stored model config's ``_target_`` checked; ``trust=True`` for files you trust), and the EMA
+generator samples by default. Noise and labels come from :mod:`ganlab.sampling`, so ``gan.sample(n, seed=s)`` are
 images ``0 .. n-1`` of ``python -m ganlab.generate seed=s`` (same labels given) and the fakes of an
 evaluation with ``seed=s``.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from ganlab import sampling
+from ganlab.labels import LabelError, LabelInfo, request_tensor
 
 LabelsArg = Any  # None | int | str | sequence of those / of attribute lists | tensor
 
@@ -50,42 +50,29 @@ class Sampler:
         return sampling.model_device(self.model)
 
     # -- labels ---------------------------------------------------------------------------------------
+    @property
+    def label_info(self) -> LabelInfo:
+        return LabelInfo(self.num_classes, self.label_kind, list(self.class_names))
+
     def labels(self, n: int, labels: LabelsArg = None, seed: int = 0) -> torch.Tensor | None:
         """The label tensor of ``n`` images. ``None``: unconditional models get none, conditional ones
         the evaluation plan of ``seed`` (uniform classes / attributes). A class (index or name) or an
         attribute combination (``"Eyeglasses+Male"``, ``["Eyeglasses", "Male"]``, ``[]`` = none):
-        all ``n`` images get it. A list of ``n`` of those: one per image. A tensor: used as is."""
-        from ganlab.generate import attribute_vector, class_index
-
+        all ``n`` images get it. A list of ``n`` of those: one per image. A tensor: used as is
+        (:func:`ganlab.labels.request_tensor`; a bad one raises :class:`ganlab.labels.LabelError`)."""
         if not self.num_classes:
             if labels is not None:
-                raise ValueError(f"{self.path} is unconditional (trained without labels): pass labels=None")
+                raise LabelError(f"{self.path} is unconditional (trained without labels): pass labels=None")
             return None
         if labels is None:
             return sampling.evaluation_labels(self.num_classes, self.label_kind, n, seed)
-        if isinstance(labels, torch.Tensor):
-            if len(labels) != n:
-                raise ValueError(f"{len(labels)} labels for {n} images")
-            return labels
-        names = self.class_names or [str(i) for i in range(self.num_classes)]
-        if self.label_kind == "class":
-            if isinstance(labels, (str, int)):
-                return sampling.class_labels(class_index(labels, names), n, self.num_classes, "class")
-            rows = [class_index(c, names) for c in labels]
-            if len(rows) != n:
-                raise ValueError(f"{len(rows)} labels for {n} images")
-            return torch.tensor(rows, dtype=torch.long)
-        one = isinstance(labels, str) or not labels or all(isinstance(a, str) for a in labels)
-        vectors = [attribute_vector(labels, names)] * n if one else [attribute_vector(c, names) for c in labels]
-        if len(vectors) != n:
-            raise ValueError(f"{len(vectors)} attribute combinations for {n} images")
-        return sampling.attribute_labels(vectors)
+        return request_tensor(self.label_info, labels, n)
 
     # -- drawing --------------------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, labels: LabelsArg = None, *, truncation: float = 1.0,
                batch_size: int = 256) -> torch.Tensor:
         """uint8 ``(n, C, H, W)`` CPU tensor: images ``0 .. n-1`` of the sampling plan of ``seed``
-        (``truncation`` psi < 1: :mod:`ganlab.selection`'s truncation trick)."""
+        (``truncation`` psi < 1: the truncation trick, :func:`ganlab.sampling.latent`)."""
         z = sampling.latents(seed, int(n), self.model.z_dim, truncation)
         return sampling.render(self.model, z, self.labels(int(n), labels, seed), batch_size=batch_size,
                                ema=self.ema)
@@ -116,33 +103,16 @@ class Sampler:
         return self
 
 
-def _checkpoint_file(path: str | os.PathLike, trust: bool) -> str:
-    from ganlab.checkpoints import CheckpointError, resolve_ckpt_path
-
-    p = Path(path)
-    if p.is_dir():
-        return str(resolve_ckpt_path(str(p), p, trust=trust))  # the folder's newest loadable checkpoint
-    if not p.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
-    return str(p)
-
-
 def load(path: str | os.PathLike, *, device: str | torch.device | None = None, ema: bool = True,
          trust: bool = False) -> Sampler:
     """A :class:`Sampler` of the checkpoint at ``path`` (a ``.ckpt`` file, or a run folder: its newest
-    loadable checkpoint). ``device``: default CUDA when available, else CPU. ``ema=False``: the raw
-    generator. Raises :class:`ganlab.checkpoints.CheckpointError` with one message naming the file."""
-    from ganlab.checkpoints import load_checkpoint
-    from ganlab.models.labels import checkpoint_label_info
-    from ganlab.models import load_gan
+    loadable checkpoint), opened by :func:`ganlab.run.open_run`. ``device``: default CUDA when
+    available, else CPU. ``ema=False``: the raw generator. Raises
+    :class:`ganlab.checkpoints.CheckpointError` with one message naming the file."""
+    from ganlab.run import open_run
 
-    ckpt_path = _checkpoint_file(path, trust)
-    ckpt = load_checkpoint(ckpt_path, map_location="cpu", trust=trust)
-    model = load_gan(ckpt_path, trust=trust, checkpoint=ckpt)
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    info = checkpoint_label_info(ckpt, model)
-    use_ema = bool(ema) and getattr(model, "generator_ema", None) is not None
-    return Sampler(model.to(dev).eval(), ckpt_path, list(info.get("class_names") or []), use_ema)
+    run = open_run(path, device=device, ema=ema, trust=trust)
+    return Sampler(run.model, run.path, list(run.labels.class_names), run.ema)
 
 
 __all__ = ["Sampler", "load"]

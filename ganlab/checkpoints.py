@@ -1,8 +1,8 @@
 """Checkpoint files: crash-safe writing, safe reading, and finding the one to resume from.
 
 * :class:`AtomicCheckpointIO` (Lightning ``CheckpointIO``, wired in by ``conf/trainer/default.yaml``
-  for every trainer, DDP included) writes ``<dir>/.<name>.tmp-<pid>`` *in the checkpoint's own
-  folder*, fsyncs it, renames it over ``<name>`` (atomic on POSIX within one filesystem) and
+  for every trainer, DDP included) writes through :func:`ganlab.utils.files.atomic_write`:
+  ``<dir>/.<name>.tmp-<pid>`` *in the checkpoint's own folder*, fsyncs it, renames it over ``<name>`` (atomic on POSIX within one filesystem) and
   fsyncs the folder, so a kill at any moment leaves either the old or the new complete file.
   Lightning's own ``TorchCheckpointIO`` streams the bytes into the final name, so a kill mid-save
   leaves a torn file. Before writing, OmegaConf containers are turned into plain ones (so
@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -37,7 +36,7 @@ from typing import Any, Callable, Iterable
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ganlab.utils.files import fsync_dir, pid_alive
+from ganlab.utils.files import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -101,43 +100,16 @@ def content_digest(obj: Any) -> str:
 
 # -- writing ---------------------------------------------------------------------------------------
 def save_atomic(obj: Any, path: str | os.PathLike, *, write: Callable[[Any, Any], None] = torch.save) -> None:
-    """``write(obj, file)`` into a temp file beside ``path``; fsync, rename, fsync the folder.
-
-    On any failure (disk full, a signal, a kill) the temp file is removed where possible and
-    ``path`` keeps its previous content. A temp file orphaned by ``kill -9`` starts with ``.``
-    and is removed by the next save into the same folder (:func:`remove_stale_temps`).
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+    """``write(obj, file)`` through :func:`ganlab.utils.files.atomic_write` (durable: file and folder
+    fsynced). A failed write leaves ``path`` as it was and raises one :class:`CheckpointError`."""
     try:
-        with open(tmp, "wb") as f:
-            write(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: write(obj, f), durable=True)
     except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         cause = err if isinstance(err, OSError) else err.__context__  # torch wraps a failed write
         if isinstance(cause, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {cause.strerror or cause} "
+            raise CheckpointError(f"could not write checkpoint {os.fspath(path)}: {cause.strerror or cause} "
                                   "(the previous file of that name, if any, is intact)") from err
         raise
-    fsync_dir(folder)
-
-
-def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
-    """Delete ``.<name>.tmp-<pid>`` files of processes that no longer run (killed mid-save)."""
-    removed = []
-    for p in Path(folder).glob(".*.tmp-*"):
-        pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(str(p))
-    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -276,13 +248,11 @@ def stored_data_state(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 def rebuild_module(cls: type, ckpt: dict[str, Any], *, path: str | os.PathLike, trust: bool = False,
                    **kwargs: Any) -> Any:
-    """``cls.load_from_checkpoint`` (Lightning's) over an already safely loaded ``ckpt``, after
-    :func:`check_targets` on its stored config; older ganlab checkpoints get their config moved
-    into ``hyper_parameters`` (one compatibility branch)."""
-    import io
-
-    from lightning import LightningModule
-
+    """The LightningModule ``cls`` rebuilt from an already safely loaded ``ckpt``, after
+    :func:`check_targets` on its stored config: ``cls(**hyper_parameters, **kwargs)``, then
+    ``on_load_checkpoint(ckpt)``, then the weights (strict) - the steps of Lightning's
+    ``load_from_checkpoint``, which only reads files, so the dict is not serialised again.
+    Older ganlab checkpoints keep their config under ``ganlab`` (:func:`stored_model_config`)."""
     config = stored_model_config(ckpt)
     if not config or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} has no ganlab model config; was it written by `python -m ganlab.train`?")
@@ -290,14 +260,14 @@ def rebuild_module(cls: type, ckpt: dict[str, Any], *, path: str | os.PathLike, 
         check_targets(config, path=path, what="model config")
     if config.get("_target_") != f"{cls.__module__}.{cls.__qualname__}":
         raise CheckpointError(f"{path}: the stored model config builds {config.get('_target_')}, not {cls.__qualname__}")
-    plain = {**ckpt, "hyper_parameters": {k: v for k, v in config.items() if k != "_target_"}}
-    buffer = io.BytesIO()
-    torch.save(plain, buffer)  # Lightning's public loader reads a file: hand it the checked dict
-    buffer.seek(0)
+    hparams = {k: v for k, v in config.items() if k != "_target_"}
     try:
-        return LightningModule.load_from_checkpoint.__func__(cls, buffer, weights_only=not trust, **kwargs)
+        model = cls(**{**hparams, **kwargs})
+        model.on_load_checkpoint(ckpt)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the stored model config ({str(err)[:300]})") from None
+    return model
 
 
 # -- resuming ----------------------------------------------------------------------------------------
@@ -307,17 +277,22 @@ def checkpoint_candidates(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
 
 
-def newest_loadable(folder: str | os.PathLike, *, trust: bool = False) -> Path | None:
-    """The newest checkpoint in ``folder`` that loads and checks out; damaged ones are warned about."""
-    for p in checkpoint_candidates(folder):
+def first_loadable(paths: Iterable[Path], load: Callable[[Path], Any]) -> tuple[Path, Any] | None:
+    """``(path, load(path))`` of the first path whose ``load`` succeeds; the damaged ones before it
+    (a :class:`CheckpointError`) are warned about by name."""
+    for p in paths:
         try:
-            load_checkpoint(p, trust=trust)
+            return p, load(p)
         except CheckpointError as err:
             warnings.warn(f"skipping a damaged checkpoint: {err}")
             log.warning("skipping a damaged checkpoint: %s", err)
-            continue
-        return p
     return None
+
+
+def newest_loadable(folder: str | os.PathLike, *, trust: bool = False) -> Path | None:
+    """The newest checkpoint in ``folder`` that loads and checks out; damaged ones are warned about."""
+    found = first_loadable(checkpoint_candidates(folder), lambda p: load_checkpoint(p, trust=trust))
+    return None if found is None else found[0]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trust: bool = False) -> str | None:
@@ -356,6 +331,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trus
     return str(p)
 
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "instantiate_from_checkpoint",
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "first_loadable",
+           "instantiate_from_checkpoint",
            "load_checkpoint", "newest_loadable", "rebuild_module", "resolve_ckpt_path", "save_atomic",
            "stored_data_state", "stored_model_config", "to_plain"]

@@ -31,9 +31,9 @@ seed and request give byte-identical files whatever ``batch_size`` (on CPU; CUDA
 in the last bit between batch sizes), and image ``i`` is sample ``i`` of an evaluation or of an
 unconditional sample grid with the same seed.
 
-Safety: the checkpoint is read once, with ``weights_only=True`` and the model config's
-``_target_`` checked (:mod:`ganlab.checkpoints`; ``trust_checkpoint=true`` for trusted files), and
-the manifest's sha256 is of exactly those bytes. Everything is written into a staging folder
+Safety: the checkpoint is opened once by :func:`ganlab.run.open_run`, with ``weights_only=True`` and
+the model config's ``_target_`` checked (``trust_checkpoint=true`` for trusted files), and the
+manifest's sha256 is of exactly the bytes loaded. Everything is written into a staging folder
 beside ``out`` (``.<out>.partial-<pid>``) and swapped in at the end, so ``out`` is at every
 moment either untouched or the complete new data set: a killed or signalled run leaves ``out``
 as it was, and the next run removes its staging folder (or completes an interrupted swap).
@@ -44,7 +44,6 @@ A non-empty ``out`` is refused unless ``overwrite=true``, which replaces a previ
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -56,16 +55,16 @@ from typing import Any, Mapping, Sequence
 
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab
 from ganlab import sampling
-from ganlab.checkpoints import stored_data_state, stored_model_config
-from ganlab.data.labels import combination_name
-from ganlab.models.labels import checkpoint_label_info
+from ganlab.checkpoints import CheckpointError
+from ganlab.labels import LabelError, LabelInfo, attribute_vector, class_index, combination_name, label_tensor
+from ganlab.run import Run, open_run
 from ganlab.selection import SelectionError, parse_selection, select
 from ganlab.utils.conf_dir import conf_dir
+from ganlab.utils.device import choose_device
 from ganlab.utils.files import atomic_write_bytes, folder_names, pid_alive
 
 log = logging.getLogger(__name__)
@@ -116,40 +115,10 @@ def split_counts(total: int, weights: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def class_index(name: Any, class_names: Sequence[str]) -> int:
-    if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
-        if 0 <= int(name) < len(class_names):
-            return int(name)
-        raise GenerateError(f"class index {name} out of range 0..{len(class_names) - 1}")
-    s = str(name)
-    for i, n in enumerate(class_names):
-        if s == n:
-            return i
-    folded = [n.casefold() for n in class_names]
-    safe = [f.casefold() for f in folder_names(class_names)]
-    for pool in (folded, safe):
-        if s.casefold() in pool:
-            return pool.index(s.casefold())
-    raise GenerateError(f"unknown class {s!r}; the checkpoint's classes: {', '.join(class_names)}")
-
-
-def attribute_vector(combo: Any, attr_names: Sequence[str]) -> list[float]:
-    if isinstance(combo, str):
-        combo = [] if combo.strip().lower() in ("", "none") else [c for c in combo.split("+") if c]
-    if not isinstance(combo, (list, tuple)):
-        raise GenerateError(f"each attributes entry must be a list of attribute names, got {combo!r}")
-    vec = [0.0] * len(attr_names)
-    folded = [a.casefold() for a in attr_names]
-    for a in combo:
-        if str(a).casefold() not in folded:
-            raise GenerateError(f"unknown attribute {a!r}; the checkpoint's attributes: {', '.join(attr_names)}")
-        vec[folded.index(str(a).casefold())] = 1.0
-    return vec
-
-
-def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
-    """The output folders and how many images each gets, from the request and the checkpoint."""
-    k, kind, names = int(info["num_classes"]), info.get("label_kind"), list(info["class_names"])
+def plan_groups(cfg: Mapping, info: LabelInfo) -> list[Group]:
+    """The output folders and how many images each gets, from the request and the checkpoint's labels
+    (a bad label name: :class:`ganlab.labels.LabelError`)."""
+    k, names = info.num_classes, list(info.class_names)
     num_images, per_class = _int_arg(cfg, "num_images"), _plain(cfg.get("per_class"))
     classes, attributes = _plain(cfg.get("classes")), _plain(cfg.get("attributes"))
     balance = str(cfg.get("balance", "uniform"))
@@ -166,7 +135,7 @@ def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
                                 "without labels); use num_images=N")
         return [Group("", "", None, num_images)]
 
-    if kind == "class":
+    if info.is_class:
         if attributes is not None:
             raise GenerateError("attributes=... is for multi-hot (attribute) models; this checkpoint has "
                                 f"classes ({', '.join(names)}): use classes=[...]")
@@ -212,7 +181,7 @@ def plan_groups(cfg: Mapping, info: Mapping) -> list[Group]:
             g.count = per_class
     else:
         if balance == "data":
-            counts = info.get("label_counts") or {}
+            counts = info.counts
             if not counts:
                 raise GenerateError("balance=data needs the training label counts, which this checkpoint does not "
                                     "store (written before ganlab stored them); use balance=uniform")
@@ -309,18 +278,6 @@ def publish_out(stage: str, out: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _device(name: str) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(name))
-    except RuntimeError as err:
-        raise GenerateError(f"device={name!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenerateError(f"device={name} but CUDA is not available; use device=cpu")
-    return dev
-
-
 # -- the job ----------------------------------------------------------------------------------------------
 def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """Everything ``python -m ganlab.generate`` does; returns the manifest (also written to out/)."""
@@ -339,37 +296,27 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     fmt, ext = FORMATS[fmt_name], "jpg" if fmt_name == "jpeg" else fmt_name
     seed = _int_arg(cfg, "seed", minimum=0) or 0
     batch_size = _int_arg(cfg, "batch_size") or 256
-    device = _device(cfg.get("device", "auto"))
-
-    from ganlab.checkpoints import CheckpointError, load_checkpoint
-    from ganlab.models import load_gan
-
-    trust = bool(cfg.get("trust_checkpoint", False))
-    with open(str(ckpt_path), "rb") as f:  # read once: the sha256 is of exactly the bytes loaded
-        blob = f.read()
-    ckpt_sha256 = hashlib.sha256(blob).hexdigest()
     try:
-        ckpt = load_checkpoint(str(ckpt_path), map_location="cpu", trust=trust, data=blob)
-        if "state_dict" not in ckpt or not stored_model_config(ckpt):
-            raise GenerateError(f"ckpt={ckpt_path} is not a ganlab.train checkpoint (no ganlab model config inside)")
-        model = load_gan(str(ckpt_path), trust=trust, checkpoint=ckpt).to(device)
+        device = choose_device(cfg.get("device", "auto"))
+    except ValueError as err:
+        raise GenerateError(str(err)) from None
+    try:  # the one door: bytes read once (the manifest's sha256 is of exactly those), model, EMA rule, labels
+        run = open_run(str(ckpt_path), device=device, ema=bool(cfg.get("ema", True)),
+                       trust=bool(cfg.get("trust_checkpoint", False)))
     except CheckpointError as err:
         raise GenerateError(f"ckpt={ckpt_path}: {err}") from None
-    del blob
-    info = checkpoint_label_info(ckpt, model)
-    groups = plan_groups(cfg, info)  # validates the request before anything is written
+    try:
+        groups = plan_groups(cfg, run.labels)  # validates the request before anything is written
+    except LabelError as err:
+        raise GenerateError(str(err)) from None
     spec = parse_selection(cfg)
-    ema = bool(cfg.get("ema", True)) and getattr(model, "generator_ema", None) is not None
-    kind = info.get("label_kind")
     # sample selection (ganlab.selection): the latent indices to write, chosen before anything is written
-    kept, selection = select(model, groups, spec, seed=seed, kind=kind, num_classes=int(info["num_classes"]),
-                             batch_size=batch_size, device=device, ema=ema, ckpt=ckpt, info=info,
-                             cache_dir=cfg.get("classifier_cache_dir"), ckpt_path=str(ckpt_path), trust=trust)
+    kept, selection = select(run, groups, spec, seed=seed, batch_size=batch_size,
+                             cache_dir=cfg.get("classifier_cache_dir"))
     final_out = str(out)
     stage = prepare_out(final_out, bool(cfg.get("overwrite", False)))
     try:  # everything is written beside the target, then swapped in (publish_out)
-        return _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, stage, final_out, fmt, ext,
-                          seed, batch_size, device, spec, ema, kept, selection)
+        return _write_all(cfg, run, groups, stage, final_out, fmt, ext, seed, batch_size, spec, kept, selection)
     except BaseException:
         import shutil
 
@@ -377,10 +324,10 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
         raise
 
 
-def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, final_out, fmt, ext, seed, batch_size,
-               device, spec, ema, kept, selection) -> dict[str, Any]:
-    stage = out
-    kind = info.get("label_kind")
+def _write_all(cfg, run: Run, groups, out, final_out, fmt, ext, seed, batch_size, spec, kept,
+               selection) -> dict[str, Any]:
+    stage, model, info = out, run.model, run.labels
+    kind = info.kind
 
     total = sum(g.count for g in groups)
     jobs: list[tuple[int, Group]] = [(i, g) for g, idx in zip(groups, kept) for i in idx]
@@ -400,36 +347,33 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
         for s in range(0, total, batch_size):
             chunk = jobs[s : s + batch_size]
             z = sampling.latents(seed, [i for i, _ in chunk], model.z_dim, spec.truncation)
-            labels = None
-            if kind == "class":
-                labels = torch.tensor([g.label for _, g in chunk], dtype=torch.long)
-            elif kind == "multi_hot":
-                labels = sampling.attribute_labels([g.label for _, g in chunk])
-            images = sampling.render(model, z, labels, batch_size=len(chunk), ema=ema).numpy()
+            labels = label_tensor(kind, [g.label for _, g in chunk])
+            images = sampling.render(model, z, labels, batch_size=len(chunk), ema=run.ema).numpy()
             for (i, g), img in zip(chunk, images):
                 rel = f"{g.folder}/{i:0{width}d}.{ext}" if g.folder else f"{i:0{width}d}.{ext}"
+                # not durable (no fsync per image): the staging folder is published whole by publish_out
                 atomic_write_bytes(_encode(img, fmt, quality), os.path.join(str(out), rel))
                 row: dict[str, Any] = {"file": rel, "latent_index": i, "seed": seed}
-                if kind == "class":
+                if info.is_class:
                     row.update({"class": g.name, "class_index": g.label})
-                elif kind == "multi_hot":
+                elif info.is_multi_hot:
                     row.update({"combination": g.name,
-                                "attributes": {a: int(v) for a, v in zip(info["class_names"], g.label)}})
+                                "attributes": {a: int(v) for a, v in zip(info.class_names, g.label)}})
                 rows.append(row)
             progress.advance(task, len(chunk))
 
     manifest: dict[str, Any] = {
         "ganlab_version": ganlab.__version__,
-        "checkpoint": {"path": os.path.abspath(str(ckpt_path)), "sha256": ckpt_sha256,
+        "checkpoint": {"path": os.path.abspath(run.path), "sha256": run.sha256,
                        "generator_step": int(getattr(model, "generator_step", -1))},
-        "generator": "ema" if ema else "raw",
+        "generator": "ema" if run.ema else "raw",
         "seed": seed,
         "noise": sampling.NOISE_SCHEME + " (i = latent_index; ganlab.sampling)" + ("" if spec.truncation >= 1 else "; components with |z| > "
                                           "selection.truncation_threshold redrawn from the same generator"),
         "selection": selection,
         "layout": {"class": "class_folders", "multi_hot": "attribute_combination_folders"}.get(kind, "flat"),
         "label_kind": kind,
-        "class_names": list(info["class_names"]),
+        "class_names": list(info.class_names),
         "counts": {(g.folder or "."): g.count for g in groups},
         "class_folders": {g.name: g.folder for g in groups} if kind else {},
         "num_images": total,
@@ -437,26 +381,26 @@ def _write_all(cfg, model, ckpt, ckpt_path, ckpt_sha256, info, groups, out, fina
                         int(model.generator.resolution)],
         "format": ext,
         "config": {k: _plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")},
-        "model_config": stored_model_config(ckpt),
-        "data_config": stored_data_state(ckpt).get("data_config"),
-        "training_label_counts": info.get("label_counts") or {},
+        "model_config": run.model_config,
+        "data_config": run.data_config,
+        "training_label_counts": info.counts,
         "images": rows,
     }
-    atomic_write_bytes(_manifest_csv(rows, kind, info["class_names"]), os.path.join(str(out), "manifest.csv"))
+    atomic_write_bytes(_manifest_csv(rows, info), os.path.join(str(out), "manifest.csv"))
     atomic_write_bytes(json.dumps(manifest, indent=1, sort_keys=False, default=str).encode(),
                        os.path.join(str(out), "manifest.json"))
     publish_out(stage, final_out)
     return manifest
 
 
-def _manifest_csv(rows: list[dict], kind: str | None, names: Sequence[str]) -> bytes:
+def _manifest_csv(rows: list[dict], info: LabelInfo) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    if kind == "class":
+    if info.is_class:
         w.writerow(["file", "class", "class_index", "seed", "latent_index"])
         w.writerows([r["file"], r["class"], r["class_index"], r["seed"], r["latent_index"]] for r in rows)
-    elif kind == "multi_hot":
-        w.writerow(["file", "combination", *names, "seed", "latent_index"])
+    elif info.is_multi_hot:
+        w.writerow(["file", "combination", *info.class_names, "seed", "latent_index"])
         w.writerows([r["file"], r["combination"], *r["attributes"].values(), r["seed"], r["latent_index"]]
                     for r in rows)
     else:

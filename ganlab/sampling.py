@@ -2,7 +2,7 @@
 
 Everything ganlab generates goes through here: the sample grids and the latent / class
 interpolations (``ganlab.callbacks.sample_grid``), the per-class grids of
-``ganlab.callbacks.logger_extras``, the fakes of every evaluation (``ganlab.metrics.sampling``,
+``ganlab.callbacks.logger_extras``, the fakes of every evaluation (``ganlab.metrics.fakes``,
 used by the metrics callback and ``ganlab.evaluate``), ``ganlab.generate`` and its sample
 selection (``ganlab.selection``), and the notebook API (``ganlab.api``).
 
@@ -14,9 +14,10 @@ device never change a z (it is drawn on the CPU, then moved). Hence image ``i`` 
 of an unconditional sample grid with ``seed=s`` (tile ``(row r, column c)`` of a per-class grid is
 latent ``c`` with class ``r``, i.e. image ``c`` of ``generate seed=s classes=[r]``).
 
-Labels: per-class rows (:func:`class_rows`, :func:`class_labels`), attribute (multi-hot) vectors
-(:func:`attribute_labels`), and for evaluations labels drawn per image from ``(s, i)`` too
-(:func:`evaluation_labels`: uniform over the classes, or following the data's label frequencies).
+Label plans (which labels a grid or an evaluation draws; the tensors themselves are built by
+:mod:`ganlab.labels`): per-class rows (:func:`class_rows`), and for evaluations labels drawn per image
+from ``(s, i)`` too (:func:`evaluation_labels`: uniform over the classes, or following the data's
+label frequencies). The truncation trick: :func:`truncation_threshold`.
 Class interpolation: :func:`interpolation_labels` with :func:`soft_class_labels`; latent
 interpolation: :func:`latent_interpolation` (``lerp`` or ``slerp``) and :func:`latent_walk`
 (a closed loop through a few latents, written as a GIF by :func:`write_gif`).
@@ -33,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganlab.labels import CLASS, MULTI_HOT
+
 NOISE_SCHEME = "z_i = torch.randn(z_dim) from a torch.Generator seeded by numpy SeedSequence([seed, i])"
 LABEL_STREAM = 2  # evaluation labels of image i come from SeedSequence([seed, i, LABEL_STREAM])
 INTERPOLATIONS = ("lerp", "slerp")
@@ -46,7 +49,16 @@ def stream(seed: int, index: int, *extra: int) -> torch.Generator:
 
 
 def truncation_threshold(psi: float) -> float:
-    """``Phi^-1((1 + psi) / 2)``: the half-width of N(0, 1)'s central mass ``psi`` (``inf`` at 1)."""
+    """``Phi^-1((1 + psi) / 2)``: the half-width of N(0, 1)'s central mass ``psi`` (``inf`` at 1).
+
+    The truncation trick (Brock et al. 2019, BigGAN; ``generate truncation=psi``, ``ganlab.load(...)
+    .sample(truncation=psi)``) is defined here by the probability mass kept: :func:`latent` redraws every
+    component of ``z ~ N(0, 1)`` whose magnitude exceeds ``t = Phi^-1((1 + psi) / 2)`` (the two-sided
+    ``psi`` quantile of N(0, 1)) from the same image's random stream until it lies in ``[-t, t]``. So
+    each component follows N(0, 1) truncated to the central mass ``psi``: ``psi = 1`` is the identity
+    (``t = inf``, nothing is redrawn, the exact same z as without truncation), ``psi = 0.5`` keeps
+    ``|z_j| <= 0.674``, ``psi = 0.9`` keeps ``|z_j| <= 1.645``; components already inside ``[-t, t]``
+    are unchanged. Smaller psi: higher fidelity, less variety. ``0 < psi <= 1``."""
     if not 0.0 < psi <= 1.0:
         raise ValueError(f"truncation must be in (0, 1], got {psi!r}")
     if psi >= 1.0:
@@ -56,7 +68,7 @@ def truncation_threshold(psi: float) -> float:
 
 def latent(seed: int, index: int, z_dim: int, psi: float = 1.0) -> torch.Tensor:
     """``z`` of image ``index``: ``randn(z_dim)`` from :func:`stream`; for ``psi < 1`` the components
-    beyond :func:`truncation_threshold` are redrawn from the same stream (``ganlab.selection``)."""
+    beyond :func:`truncation_threshold` are redrawn from the same stream (the truncation trick)."""
     g = stream(seed, index)
     z = torch.randn(int(z_dim), generator=g)
     t = truncation_threshold(psi)
@@ -85,26 +97,12 @@ def _uniforms(seed: int, index: int, k: int = 1) -> np.ndarray:
 def class_rows(num_classes: int, label_kind: str | None, per_row: int, max_rows: int = 10) -> torch.Tensor:
     """Labels of a per-class grid: row r is class r (class labels) or one-hot attribute r (multi-hot;
     row 0 of a multi-hot grid is 'no attribute'); each row repeated ``per_row`` times."""
-    if label_kind == "multi_hot":
+    if label_kind == MULTI_HOT:
         rows = torch.zeros(min(num_classes + 1, max_rows), num_classes)
         for r in range(1, rows.shape[0]):
             rows[r, r - 1] = 1.0
         return rows.repeat_interleave(per_row, dim=0)
     return torch.arange(min(num_classes, max_rows)).repeat_interleave(per_row)
-
-
-def class_labels(c: int, n: int, num_classes: int, label_kind: str | None) -> torch.Tensor:
-    """``n`` labels of class ``c`` (class kind) or of attribute ``c`` alone (multi-hot)."""
-    if label_kind == "multi_hot":
-        rows = torch.zeros(n, num_classes)
-        rows[:, c] = 1.0
-        return rows
-    return torch.full((n,), int(c), dtype=torch.long)
-
-
-def attribute_labels(vectors: Sequence[Sequence[float]]) -> torch.Tensor:
-    """Multi-hot rows ``(n, K)`` float from attribute vectors (one per image)."""
-    return torch.tensor([list(map(float, v)) for v in vectors], dtype=torch.float32)
 
 
 def evaluation_labels(num_classes: int, label_kind: str | None, n: int, seed: int,
@@ -116,16 +114,16 @@ def evaluation_labels(num_classes: int, label_kind: str | None, n: int, seed: in
     k = int(num_classes or 0)
     if k <= 0:
         return None
-    kind = label_kind or "class"
+    kind = label_kind or CLASS
     if pool is not None and len(pool) > 0:
         arr = np.asarray(pool)
         rows = arr[[min(int(_uniforms(seed, i)[0] * len(arr)), len(arr) - 1) for i in range(n)]]
-    elif kind == "class":
+    elif kind == CLASS:
         rows = np.array([min(int(_uniforms(seed, i)[0] * k), k - 1) for i in range(n)], dtype=np.int64)
     else:
         rows = np.stack([_uniforms(seed, i, k) < 0.5 for i in range(n)]) if n else np.zeros((0, k))
-    t = torch.from_numpy(np.ascontiguousarray(rows).reshape((n,) if kind == "class" else (n, k)))
-    return t.long() if kind == "class" else t.float()
+    t = torch.from_numpy(np.ascontiguousarray(rows).reshape((n,) if kind == CLASS else (n, k)))
+    return t.long() if kind == CLASS else t.float()
 
 
 # -- class interpolation (soft labels) ---------------------------------------------------------------------
@@ -139,7 +137,7 @@ def soft_class_labels(module: nn.Module) -> Iterator[None]:
 
     patched = []
     for m in module.modules():
-        if isinstance(m, LabelEmbedding) and m.label_kind == "class":
+        if isinstance(m, LabelEmbedding) and m.label_kind == CLASS:
             def forward(labels: torch.Tensor, _m: LabelEmbedding = m) -> torch.Tensor:
                 if labels.is_floating_point() and labels.dim() == 2:
                     return labels.to(_m.embed.weight.dtype) @ _m.embed.weight
@@ -164,7 +162,7 @@ def interpolation_labels(num_classes: int, label_kind: str | None, steps: int,
     rows, ends = [], []
     for r in range(min(k, max_rows)):
         a, b = torch.zeros(k), torch.zeros(k)
-        if label_kind == "multi_hot":
+        if label_kind == MULTI_HOT:
             b[r] = 1.0
             ends.append(("none", str(r)))
         else:
@@ -243,7 +241,7 @@ def render(model, z: torch.Tensor, labels: torch.Tensor | None = None, *, batch_
 
     dev = model_device(model)
     soft = (labels is not None and labels.is_floating_point() and labels.dim() == 2
-            and getattr(model, "label_kind", None) == "class")
+            and getattr(model, "label_kind", None) == CLASS)
     out = []
     with soft_class_labels(model) if soft else contextlib.nullcontext():
         for s in range(0, len(z), int(batch_size)):
@@ -303,7 +301,7 @@ def walk_labels(num_classes: int, label_kind: str | None, rows: int, per_row: in
     return pick.repeat_interleave(int(per_row), dim=0)
 
 
-__all__ = ["INTERPOLATIONS", "LABEL_STREAM", "NOISE_SCHEME", "attribute_labels", "class_labels", "class_rows",
+__all__ = ["INTERPOLATIONS", "LABEL_STREAM", "NOISE_SCHEME", "class_rows",
            "evaluation_labels", "grid_image", "interpolate", "interpolation_labels", "latent", "latent_interpolation",
            "latent_walk", "latents", "lerp", "model_device", "render", "save_grid", "slerp", "soft_class_labels",
            "stream", "to_pil", "truncation_threshold", "walk_labels", "write_gif"]

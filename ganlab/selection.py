@@ -1,13 +1,8 @@
 """Sample selection for synthetic data sets (``python -m ganlab.generate``), each part optional:
 
-* ``truncation=psi`` - the truncation trick for z (Brock et al. 2019, BigGAN), defined here by the
-  probability mass kept: every component of ``z ~ N(0, 1)`` whose magnitude exceeds
-  ``t = Phi^-1((1 + psi) / 2)`` (the two-sided ``psi`` quantile of N(0, 1)) is redrawn from the
-  same image's random stream until it lies in ``[-t, t]``. So each component follows N(0, 1)
-  truncated to the central mass ``psi``: ``psi = 1`` is the identity (``t = inf``, nothing is
-  redrawn, the exact same z as without truncation), ``psi = 0.5`` keeps ``|z_j| <= 0.674``,
-  ``psi = 0.9`` keeps ``|z_j| <= 1.645``. Components already inside ``[-t, t]`` are unchanged.
-  Smaller psi: higher fidelity, less variety. ``0 < psi <= 1``.
+* ``truncation=psi`` - the truncation trick for z, defined and implemented in :mod:`ganlab.sampling`
+  (:func:`~ganlab.sampling.truncation_threshold`, :func:`~ganlab.sampling.latent`): each component of
+  z is N(0, 1) truncated to its central mass ``psi``; ``psi = 1`` is the identity. ``0 < psi <= 1``.
 * ``filter=classifier`` - keep a candidate only if a classifier trained on the real labelled data
   gives its intended label probability ``>= filter_threshold`` (class labels: the softmax
   probability of the class; multi-hot: the smallest over the attributes of the probability of the
@@ -47,6 +42,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ganlab.labels import CLASS, label_tensor
+from ganlab.run import Run
 from ganlab.sampling import latent, latents, stream, truncation_threshold  # noqa: F401  (latent: re-exported)
 from ganlab.utils.files import sha256_file
 
@@ -134,41 +131,39 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_filter_classifier(spec: Selection, ckpt: Mapping, info: Mapping, device, cache_dir: str | None,
-                           ckpt_path: str = "the checkpoint", trust: bool = False):
+def load_filter_classifier(spec: Selection, run: Run, cache_dir: str | None):
     """``(model, record)``: the label classifier of ``filter=classifier`` and what the manifest says of it.
-    The checkpoint's stored data config is instantiated only after the ``_target_`` allowlist check
-    (``trust``: skip it, as ``trust_checkpoint=true`` does for the model)."""
-    from ganlab.checkpoints import CheckpointError, instantiate_from_checkpoint, stored_data_state
+    The run's stored training data config is instantiated only after the ``_target_`` allowlist
+    check (:meth:`ganlab.run.Run.datamodule`; skipped when the run was opened with ``trust``)."""
+    from ganlab.checkpoints import CheckpointError
     from ganlab.metrics.classifier import CompactCNN, get_label_classifier
 
+    device, info = run.device, run.labels
     if spec.classifier_path:
         try:
             blob = torch.load(spec.classifier_path, map_location="cpu", weights_only=True)
-            model = CompactCNN(_channels(blob), int(info["num_classes"]), blob["info"]["widths"])
+            model = CompactCNN(_channels(blob), info.num_classes, blob["info"]["widths"])
             model.load_state_dict(blob["state_dict"])
         except Exception as err:
             raise SelectionError(f"filter_classifier={spec.classifier_path} is not a ganlab label classifier "
                                  f"(expected a file from ganlab.metrics.classifier's cache): {err}") from None
         return model.to(device).eval(), {"kind": "classifier", "path": os.path.abspath(spec.classifier_path),
                                          "sha256": sha256_file(spec.classifier_path)}
-    data_cfg = stored_data_state(ckpt).get("data_config")
+    data_cfg = run.data_config
     if not data_cfg:
         raise SelectionError("filter=classifier needs the training data config stored in the checkpoint "
                              "(written by ganlab.train), or filter_classifier=PATH")
     try:
-        dm = instantiate_from_checkpoint(dict(data_cfg), path=ckpt_path, what="data config", trust=trust)
-        dm.prepare_data()
-        dm.setup("fit")
+        dm = run.datamodule()
     except CheckpointError as err:  # a _target_ outside the allowlist: nothing was instantiated
         raise SelectionError(f"filter=classifier: {err}") from None
     except Exception as err:
         raise SelectionError(f"filter=classifier: the checkpoint's training data "
                              f"({data_cfg.get('root', data_cfg.get('source'))}) could not be loaded to train "
                              f"the classifier: {err}") from None
-    if list(dm.class_names) != list(info["class_names"]):
+    if list(dm.class_names) != list(info.class_names):
         raise SelectionError("filter=classifier: the training data's labels differ from the checkpoint's "
-                             f"({list(dm.class_names)[:5]} vs {list(info['class_names'])[:5]})")
+                             f"({list(dm.class_names)[:5]} vs {list(info.class_names)[:5]})")
     settings = {"steps": spec.classifier_steps} if spec.classifier_steps else {}
     model, cinfo = get_label_classifier(dm, split="train", cache_dir=cache_dir, device=device, **settings)
     rec = {"kind": "classifier", "trained_on": f"{dm.hparams.get('source')}:{dm.hparams.get('root')} (train split)",
@@ -193,7 +188,7 @@ def classifier_scores(clf: torch.nn.Module, label_kind: str | None) -> Callable:
     @torch.no_grad()
     def score(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = clf(to_uint8(x).float() / 127.5 - 1.0)
-        if label_kind == "class":
+        if label_kind == CLASS:
             return torch.softmax(logits, 1).gather(1, labels.long().view(-1, 1)).squeeze(1)
         p = torch.sigmoid(logits)
         return torch.where(labels > 0.5, p, 1 - p).min(1).values
@@ -211,13 +206,14 @@ def candidate_index(n: int, key: int, stride: int) -> int:
     return int(n) * int(stride) + int(key)
 
 
-def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | None, num_classes: int,
-           batch_size: int, device, ema: bool, ckpt: Mapping, info: Mapping,
-           cache_dir: str | None = None, ckpt_path: str = "the checkpoint",
-           trust: bool = False) -> tuple[list[list[int]], dict[str, Any]]:
+def select(run: Run, groups: Sequence, spec: Selection, *, seed: int, batch_size: int,
+           cache_dir: str | None = None) -> tuple[list[list[int]], dict[str, Any]]:
     """The latent indices to write for each group (in order) and the manifest's ``selection`` record.
 
+    ``run``: the opened checkpoint (:func:`ganlab.run.open_run`: model, device, EMA choice, labels);
     ``groups`` are :class:`ganlab.generate.Group` (``name``, ``label``, ``count``)."""
+    model, device, ema = run.model, run.device, run.ema
+    kind, num_classes = run.labels.kind, run.labels.num_classes
     record: dict[str, Any] = {"truncation": spec.truncation, "truncation_threshold": truncation_threshold(spec.truncation),
                               "filter": spec.filter}
     if spec.filter is None:  # truncation only (or nothing): generate's usual indices, every candidate kept
@@ -230,7 +226,7 @@ def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | N
         return indices, record
 
     if spec.filter == "classifier":
-        clf, rec = load_filter_classifier(spec, ckpt, info, device, cache_dir, ckpt_path=ckpt_path, trust=trust)
+        clf, rec = load_filter_classifier(spec, run, cache_dir)
         score = classifier_scores(clf, kind)
         record.update({"threshold": spec.threshold, "selector": rec})
     else:
@@ -241,7 +237,7 @@ def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | N
         record.update({"burn_in": spec.drs_burn_in, "gamma": spec.drs_gamma, "percentile": spec.drs_percentile,
                        "eps": DRS_EPS, "selector": {"kind": "discriminator", "sha256": state_dict_sha256(d)}})
     record["min_acceptance"] = spec.min_acceptance
-    by_class = kind == "class"
+    by_class = run.labels.is_class
     stride = num_classes if by_class else len(groups)
     record["candidate_index"] = ("latent index = n * %d + %s (candidate n of that label)"
                                  % (stride, "class index" if by_class else "group position"))
@@ -249,11 +245,8 @@ def select(model, groups: Sequence, spec: Selection, *, seed: int, kind: str | N
     def candidates(key: int, label, start: int, n: int) -> tuple[list[int], torch.Tensor, Any]:
         idx = [candidate_index(j, key, stride) for j in range(start, start + n)]
         z = latents(seed, idx, model.z_dim, spec.truncation).to(device)
-        lab = None
-        if kind == "class":
-            lab = torch.full((n,), int(label), dtype=torch.long, device=device)
-        elif kind == "multi_hot":
-            lab = torch.tensor([label] * n, dtype=torch.float32, device=device)
+        lab = label_tensor(kind, [label] * n)
+        lab = None if lab is None else lab.to(device)
         return idx, model.sample(z, lab, ema=ema), lab
 
     @torch.no_grad()

@@ -28,7 +28,7 @@ from ganlab.callbacks.sample_grid import SampleGrid
 from ganlab.checkpoints import resolve_ckpt_path
 from ganlab.models.gan import NonFiniteLossError
 from ganlab.utils.conf_dir import conf_dir
-from ganlab.models.labels import check_label_spec, fill_num_classes
+from ganlab.models.label_spec import check_label_spec, fill_num_classes
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from _cgan_helpers import FACES_MULTI_HOT, QUIET, TINY_DCGAN, TINY_MLP, fashion_overrides, write_fashion_like
-from ganlab.models.labels import LabelSpecError
+from ganlab.models.label_spec import LabelSpecError
 from ganlab.sampling import interpolation_labels, soft_class_labels
 from ganlab.utils.files import folder_names
 from ganlab.checkpoints import stored_data_state

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlab.humaneval import cli, images, report, study
+from ganlab.humaneval import cli, images, scores, study
 from _humaneval_helpers import build, hand_count, png_chunks, png_info, write_faces
 
 
@@ -122,7 +122,7 @@ def _simulate(db, n_raters, *, fail_attention=(), partial=(), seed=0):
 def test_report_matches_a_hand_count(tmp_path):
     db = build(tmp_path, fakes=2, n_per_rater=10, attention_n=2)
     _simulate(db, 7, fail_attention={2}, partial={5})
-    res = report.report(str(db), str(tmp_path / "rep"), n_bootstrap=500, seed=1)
+    res = scores.report(str(db), str(tmp_path / "rep"), n_bootstrap=500, seed=1)
     # hand count, excluding the rater who failed the attention check (rater number 2)
     import sqlite3
 
@@ -176,7 +176,7 @@ def test_bootstrap_ci_collapses_when_raters_agree(tmp_path):
             img = study.trial_at(conn, rater, pos)
             study.record_answer(conn, rater, pos, img, "real", 100)
     conn.close()
-    r = report.report(str(db), str(tmp_path / "rep"), n_bootstrap=200)["scores"][0]
+    r = scores.report(str(db), str(tmp_path / "rep"), n_bootstrap=200)["scores"][0]
     assert (r["fake_error"], r["real_error"], r["hype"]) == (1.0, 0.0, 0.5)
     assert r["hype_lo"] == r["hype_hi"] == 0.5
     assert len(real) == 30
@@ -185,11 +185,11 @@ def test_bootstrap_ci_collapses_when_raters_agree(tmp_path):
 def test_export_writes_every_answer(tmp_path):
     db = build(tmp_path)
     _simulate(db, 3)
-    n = report.export(str(db), str(tmp_path / "out" / "answers.csv"))
+    n = scores.export(str(db), str(tmp_path / "out" / "answers.csv"))
     with open(tmp_path / "out" / "answers.csv") as f:
         rows = list(csv.DictReader(f))
     assert n == len(rows) == 30
-    assert list(rows[0]) == report.EXPORT_KEYS
+    assert list(rows[0]) == scores.EXPORT_KEYS
     for r in rows:
         assert r["truth"] == ("real" if r["kind"] == "real" else "fake")
         assert r["correct"] == str(int(r["truth"] == r["answer"]))
@@ -197,8 +197,8 @@ def test_export_writes_every_answer(tmp_path):
 
 def test_report_refuses_an_empty_study(tmp_path):
     db = build(tmp_path)
-    with pytest.raises(report.ReportError, match="no rater"):
-        report.report(str(db), str(tmp_path / "rep"))
+    with pytest.raises(scores.ReportError, match="no rater"):
+        scores.report(str(db), str(tmp_path / "rep"))
 
 
 def test_argv_rewrite():

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from ganlab.humaneval import report
+from ganlab.humaneval import scores
 from ganlab.humaneval.client import ServerProcess
 from _humaneval_helpers import build, png_info
 
@@ -101,7 +101,7 @@ def test_a_rater_completes_the_study_with_the_keyboard(tmp_path, browser):
     assert n_answers == total and all(rt is not None and rt >= 0 for *_, rt in stored)
 
     # the report's numbers against a hand count of the same answers
-    res = report.report(str(db), str(tmp_path / "rep"), n_bootstrap=100)
+    res = scores.report(str(db), str(tmp_path / "rep"), n_bootstrap=100)
     hand: dict[str, list[int]] = {}
     for _, image, answer in done:
         k = truth[image]

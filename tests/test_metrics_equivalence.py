@@ -15,7 +15,7 @@ from PIL import Image
 from _metrics_helpers import CELEBA, session_weights
 from ganlab.metrics import compute_metrics
 from ganlab.metrics.inception import InceptionExtractor
-from ganlab.metrics.sampling import ImageFolder
+from ganlab.metrics.fakes import ImageFolder
 
 pytestmark = pytest.mark.skipif(not CELEBA.is_dir(), reason=f"shared CelebA subset absent ({CELEBA})")
 

@@ -116,3 +116,12 @@ def test_cli_with_hydra_and_real_inception(trained, tmp_path):
     assert data["protocol"]["n_real"] == 8 and data["protocol"]["n_fake"] == 8
     assert data["values"]["kid"] > 0 and (tmp_path / "out" / "metrics.md").is_file()
     assert (tmp_path / "out" / "memorization_pairs.png").is_file()
+
+
+def test_cli_option_errors_are_one_line_exit_1(tmp_path):
+    """Neither ckpt nor fake_dir (or no data for a folder): ganlab's message alone, exit 1, no traceback."""
+    for args, said in (([], "give exactly one of ckpt=PATH or fake_dir=DIR"),
+                       ([f"fake_dir={tmp_path}"], "no data set: pass data=NAME")):
+        r = subprocess.run([sys.executable, "-m", "ganlab.evaluate", *args, f"paths.root_dir={tmp_path}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

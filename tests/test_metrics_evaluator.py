@@ -1,4 +1,5 @@
-"""The evaluation layer (ganlab.metrics.evaluator): one protocol for training and ganlab.evaluate,
+"""The evaluation layer (ganlab.metrics.protocol, ganlab.metrics.evaluator, ganlab.evaluate): one protocol for
+training and ganlab.evaluate,
 CPU-sized counts stated in the record, batch-by-batch progress, and the notebook functions."""
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import yaml
 from PIL import Image
 
 from _metrics_helpers import REPO, FakeDataModule, StubExtractor, compose_cfg
-from ganlab.metrics.evaluator import Evaluator, Protocol, _progress_bar, _Tracked, evaluate_folder, protocol_defaults
+from ganlab.evaluate import evaluate_folder
+from ganlab.metrics.evaluator import Evaluator, _progress_bar, _Tracked
+from ganlab.metrics.protocol import Protocol, protocol_defaults
 
 
 def test_one_protocol_source_for_training_and_evaluate(tmp_path):
+    from ganlab.metrics.core import DEFAULTS
+
     defaults = yaml.safe_load((REPO / "conf" / "metrics" / "default.yaml").read_text())
     assert protocol_defaults() == defaults
+    # the metric maths' defaults are read from the same file, not repeated
+    assert {k: DEFAULTS[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood")} == \
+        {k: defaults[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood")}
+    assert DEFAULTS["seed"] == defaults["metric_seed"]
     train = compose_cfg(tmp_path, "callbacks=[metrics]").callbacks.metrics
     ev = compose_cfg(tmp_path, config_name="evaluate", tiny=False).metrics
     for key, value in defaults.items():
@@ -121,12 +130,12 @@ def test_one_list_of_metrics_to_maximise():
     assert Summary(path="x", maximize=["loss/*"]).mode("loss/g") == "max"
 
 
-def test_notebook_api_reexports_the_evaluator():
+def test_notebook_api_reexports_the_evaluate_job():
     import ganlab
-    from ganlab.metrics import evaluator
+    from ganlab import evaluate
 
-    assert ganlab.evaluate_folder is evaluator.evaluate_folder
-    assert ganlab.evaluate_checkpoint is evaluator.evaluate_checkpoint
+    assert ganlab.evaluate_folder is evaluate.evaluate_folder
+    assert ganlab.evaluate_checkpoint is evaluate.evaluate_checkpoint
     with pytest.raises(AttributeError):
         ganlab.no_such_function
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from _cgan_helpers import QUIET, TINY_DCGAN, fashion_overrides, train_tiny, write_fashion_like
 from ganlab import sampling
+from ganlab.labels import constant_label_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 SEED, PAD = 7, 2
@@ -79,7 +80,7 @@ def test_grid_evaluation_generate_and_api_share_z(runs, tmp_path):
     evaluation sample i == generate image i == api sample i (and batch size changes nothing)."""
     import ganlab
     from ganlab.generate import generate
-    from ganlab.metrics.sampling import gan_fake_features
+    from ganlab.metrics.fakes import gan_fake_features
     from ganlab.models import load_gan
 
     run = runs["unc"]
@@ -166,8 +167,8 @@ def test_class_rows_and_class_labels():
     assert sampling.class_rows(3, "class", 2).tolist() == [0, 0, 1, 1, 2, 2]
     mh = sampling.class_rows(2, "multi_hot", 1)
     assert mh.tolist() == [[0, 0], [1, 0], [0, 1]]  # none, then each attribute alone
-    assert sampling.class_labels(1, 2, 3, "multi_hot").tolist() == [[0, 1, 0], [0, 1, 0]]
-    assert sampling.class_labels(2, 3, 5, "class").tolist() == [2, 2, 2]
+    assert constant_label_tensor(1, 2, 3, "multi_hot").tolist() == [[0, 1, 0], [0, 1, 0]]
+    assert constant_label_tensor(2, 3, 5, "class").tolist() == [2, 2, 2]
 
 
 def test_slerp_keeps_the_norm_and_lerp_shrinks_it():
@@ -216,7 +217,7 @@ def test_api_labels_and_errors(runs, tmp_path):
     import ganlab
     from ganlab.api import Sampler
     from ganlab.checkpoints import CheckpointError
-    from ganlab.generate import GenerateError
+    from ganlab.labels import LabelError
 
     with pytest.raises(CheckpointError, match="nope.*no such checkpoint file or run folder"):
         ganlab.load(tmp_path / "nope")
@@ -226,7 +227,7 @@ def test_api_labels_and_errors(runs, tmp_path):
     cls = ganlab.load(runs["cls"], device="cpu", ema=False)
     assert not cls.ema and cls.labels(3, ["Bag", 0, "sneaker"]).tolist() == [8, 0, 7]
     assert torch.equal(cls.labels(50, None, seed=4), sampling.evaluation_labels(10, "class", 50, 4))
-    with pytest.raises(GenerateError, match="unknown class 'Sweater'"):
+    with pytest.raises(LabelError, match="unknown class 'Sweater'"):
         cls.labels(1, "Sweater")
     mh = Sampler(cls.model, "x", ["Smiling", "Eyeglasses"])
     mh.model.generator.label_kind = "multi_hot"  # only the label parsing is exercised here

@@ -122,7 +122,7 @@ def grids(work: Path) -> None:
     from PIL import Image
 
     from ganlab.callbacks.sample_grid import save_grid
-    from ganlab.metrics.sampling import GanSamples
+    from ganlab.metrics.fakes import GanSamples
     from ganlab.models import load_gan
 
     files = sorted((work / "plain" / "fakes").glob("*.png"))[:64]

@@ -55,7 +55,7 @@ def scores(model, images: torch.Tensor) -> torch.Tensor:
 
 
 def check(ckpt: Path, n_images: int, faces, n: int) -> dict:
-    from ganlab.data.labels import evenly_spaced
+    from ganlab.data.annotations import evenly_spaced
     from ganlab.utils.pixels import to_uint8
     from ganlab.models import load_gan
 

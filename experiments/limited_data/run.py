@@ -132,7 +132,7 @@ def grid_image(work: Path, n: int, arms: list[str], seed: int, out: Path) -> Non
     from PIL import Image, ImageDraw
     from torchvision.utils import make_grid
 
-    from ganlab.metrics.sampling import GanSamples
+    from ganlab.metrics.fakes import GanSamples
     from ganlab.models import load_gan
 
     tiles = []

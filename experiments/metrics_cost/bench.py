@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from ganlab.metrics import compute_metrics  # noqa: E402
 from ganlab.metrics.inception import InceptionExtractor, resolve_device  # noqa: E402
 from ganlab.metrics.reference import reference_features  # noqa: E402
-from ganlab.metrics.sampling import GanSamples, gan_fake_features  # noqa: E402
+from ganlab.metrics.fakes import GanSamples, gan_fake_features  # noqa: E402
 
 TF_KEYS = {"fid": "frechet_inception_distance", "kid": "kernel_inception_distance_mean",
            "precision": "precision", "recall": "recall", "f1": "f_score"}

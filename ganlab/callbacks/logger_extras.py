@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from ganlab import sampling
 from ganlab.callbacks.log_image import log_image
+from ganlab.labels import constant_label_tensor
 from ganlab.utils.files import folder_name
 from ganlab.sampling import save_grid
 
@@ -95,7 +96,7 @@ class LoggerExtras(L.Callback):
         z = sampling.latents(self.seed, n, pl_module.z_dim)  # the same latents 0 .. n-1 for every class
         nrow = max(1, int(n**0.5))
         for c in range(min(k, self.max_classes)):
-            images = sampling.render(pl_module, z, sampling.class_labels(c, n, k, pl_module.label_kind))
+            images = sampling.render(pl_module, z, constant_label_tensor(c, n, k, pl_module.label_kind))
             name = names[c] if c < len(names) else str(c)
             safe = folder_name(name)
             grid = save_grid(images, self.run_dir / "samples" / "classes" / f"{c:02d}_{safe}.png", nrow)

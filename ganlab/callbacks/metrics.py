@@ -32,7 +32,8 @@ import lightning as L
 import torch
 
 from ganlab import signals
-from ganlab.metrics.evaluator import Evaluator, OverBudget, Protocol
+from ganlab.metrics.evaluator import Evaluator, OverBudget
+from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.results import write_json
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Metrics(L.Callback):
     extractor: a ready feature extractor (tests / custom features); default InceptionV3.
     cpu_budget: on a CPU, an evaluation may take at most this fraction of the training time so far
         (told after its first batch; else it is skipped with a warning); None: no limit.
-    protocol: the keys of :class:`ganlab.metrics.evaluator.Protocol` (``metrics``, ``n_fake``,
+    protocol: the keys of :class:`ganlab.metrics.protocol.Protocol` (``metrics``, ``n_fake``,
         ``n_real``, ``split``, ...; defaults: ``conf/metrics/default.yaml``). ``metrics=[]``: no evaluation.
     """
 

@@ -154,7 +154,7 @@ def open_reserved(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 def _compact(path: Path, count: int) -> None:
     """Rewrite ``path`` keeping only its first ``count`` rows (after skipped items)."""
     src = np.load(path, mmap_mode="r")
-    tmp = path.with_name(path.name + ".compact")
+    tmp = path.with_name(path.name + ".compact")  # a temp of the cache's own temp, published by cache.get_or_build
     dst = open_reserved(tmp, (count, *src.shape[1:]))
     step = 4096
     for s in range(0, count, step):

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganlab.utils.files import pid_alive
+from ganlab.utils.files import pid_alive, publish
 
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "digest", "CacheEntry", "Loaded", "get_or_build"]
 
@@ -81,6 +81,8 @@ class CacheEntry:
         return self.path(".lock")
 
     def temp(self, suffix: str) -> Path:
+        # its own temp names (not utils.files.temp_path): the builder writes the images by path for minutes
+        # under the entry's lock, and every temp of an entry carries its stem, so _remove_temps finds them
         return self.path(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
@@ -140,31 +142,18 @@ def _remove_temps(entry: CacheEntry) -> None:
                 os.remove(p)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    _fsync(tmp)
-    os.replace(tmp, final)
-
-
 def _write_extras(entry: CacheEntry, extras: dict[str, np.ndarray]) -> None:
     tmp = entry.temp(".npz")
     with open(tmp, "wb") as f:
         np.savez(f, **extras)
-    _publish(tmp, entry.extras)
+    publish(tmp, entry.extras)
 
 
 def _write_manifest(entry: CacheEntry, manifest: dict) -> None:
     tmp = entry.temp(".json")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
-    _publish(tmp, entry.manifest)
+    publish(tmp, entry.manifest)
 
 
 def _prune_stale(entry: CacheEntry) -> None:
@@ -199,7 +188,7 @@ def get_or_build(entry: CacheEntry, build: Builder) -> Loaded:
             manifest, extras = build(tmp_images)
             manifest = {**manifest, "format": CACHE_FORMAT, "key": entry.key,
                         "extras": sorted(extras)}
-            _publish(tmp_images, entry.images)
+            publish(tmp_images, entry.images)
             if extras:
                 _write_extras(entry, extras)
             _write_manifest(entry, manifest)

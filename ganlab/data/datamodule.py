@@ -189,7 +189,7 @@ class GANDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Labels (names, kind, counts), fingerprint, split and image shape of the data trained on:
         ``ganlab.generate`` names and balances its output with them (plain types only)."""
-        from ganlab.data.labels import label_metadata
+        from ganlab.data.annotations import label_metadata
 
         if self.prepared is None:
             return {}

@@ -35,7 +35,7 @@ from ganlab.data.build import chunk_ranges, resolve_workers, run_chunks
 from ganlab.data.decode import ChunkResult, ImageOptions, decode_files, transform_array
 from ganlab.data.errors import DataLayoutError, layout_error
 from ganlab.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, read_idx
-from ganlab.data.labels import (LABEL_MODES, attribute_labels, check_fractions, class_labels,
+from ganlab.data.annotations import (LABEL_MODES, attribute_label_array, check_fractions, class_label_array,
                                 coded_splits, evenly_spaced, normalise_labels, ratio_splits)
 from ganlab.data.prepared import PreparedData
 
@@ -192,7 +192,7 @@ class Folder(_FileSource):
             raise layout_error(
                 f"labels='class' needs every image inside a first-level class subfolder; "
                 f"{len(loose)} image(s) lie directly in the root (e.g. {loose[0]})", self.root)
-        y, kind, names = class_labels([r.split("/", 1)[0] for r in rels])
+        y, kind, names = class_label_array([r.split("/", 1)[0] for r in rels])
         return Annotation(y, kind, names, splits, {**info, "labels": "class"})
 
 
@@ -242,13 +242,13 @@ class CelebA(_FileSource):
         if req.labels is None:
             return Annotation(splits=splits, info=info)
         if req.labels == "identity":
-            y, kind, names = class_labels(self._identities(rels))
+            y, kind, names = class_label_array(self._identities(rels))
             return Annotation(y, kind, names, splits, {**info, "labels": "identity"})
         if req.labels == "class":
             raise no_labels_here(self.name, req.labels, "a list of attribute names or 'identity'")
         rows = np.asarray([self.attributes.index[r] for r in rels], dtype=np.int64)
         values = self.attributes.values[rows] if len(rows) else np.zeros((0, len(self.attributes.names)))
-        y, kind, names = attribute_labels(values, self.attributes.names, req.labels, req.label_mode)
+        y, kind, names = attribute_label_array(values, self.attributes.names, req.labels, req.label_mode)
         return Annotation(y, kind, names, splits, {**info, "labels": names, "label_mode": kind})
 
 

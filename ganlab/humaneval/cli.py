@@ -28,7 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import ganlab  # noqa: F401  (config resolvers)
 from ganlab.humaneval import images as imgs
-from ganlab.humaneval import report as rep
+from ganlab.humaneval import scores as rep
 from ganlab.humaneval import study as db
 from ganlab.utils.conf_dir import conf_dir
 

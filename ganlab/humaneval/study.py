@@ -123,7 +123,7 @@ def create_study(path: str, settings: StudySettings, image_sets: Mapping[str, tu
     """Write a new study db at ``path``. ``image_sets``: name -> (kind, source folder, encoded images)."""
     if os.path.exists(path):
         raise StudyError(f"db={path} already exists")
-    tmp = f"{path}.creating"
+    tmp = f"{path}.creating"  # not utils.files.atomic_write: SQLite builds the file (and its -wal/-shm) by path
     for p in (tmp, tmp + "-wal", tmp + "-shm"):
         if os.path.exists(p):
             os.remove(p)

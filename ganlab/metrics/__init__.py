@@ -4,8 +4,9 @@ Features come from torch-fidelity's TF-ported InceptionV3 (:mod:`ganlab.metrics.
 offline weight resolution); the metric maths is torch-fidelity's, applied to feature arrays by the
 plain function :func:`compute_metrics` (:mod:`ganlab.metrics.core`); real-data features are cached
 per data split (:mod:`ganlab.metrics.reference`). One evaluator (:mod:`ganlab.metrics.evaluator`, its
-protocol from ``conf/metrics/``) serves :class:`ganlab.callbacks.metrics.Metrics` during training,
-``python -m ganlab.evaluate`` afterwards and notebooks (:func:`evaluate_checkpoint`, :func:`evaluate_folder`).
+protocol from ``conf/metrics/``, :mod:`ganlab.metrics.protocol`) serves :class:`ganlab.callbacks.metrics.Metrics`
+during training and ``python -m ganlab.evaluate`` afterwards (notebooks: ``ganlab.evaluate_checkpoint``,
+``ganlab.evaluate_folder``, defined in :mod:`ganlab.evaluate`).
 """
 
 from ganlab.metrics.core import (
@@ -19,7 +20,8 @@ from ganlab.metrics.core import (
     metric_mode,
     normalize_metric_names,
 )
-from ganlab.metrics.evaluator import Evaluator, Protocol, evaluate_checkpoint, evaluate_folder
+from ganlab.metrics.evaluator import Evaluator
+from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.inception import (
     InceptionExtractor,
     InceptionWeights,
@@ -29,7 +31,7 @@ from ganlab.metrics.inception import (
 )
 from ganlab.metrics.memorization import memorization_stats, nearest_neighbors, save_pairs_grid
 from ganlab.metrics.reference import ReferenceFeatures, reference_features
-from ganlab.metrics.sampling import GanSamples, ImageFolder, features_of_batches, gan_fake_features
+from ganlab.metrics.fakes import GanSamples, ImageFolder, features_of_batches, gan_fake_features
 
 __all__ = [
     "MAXIMIZE",
@@ -44,8 +46,6 @@ __all__ = [
     "ReferenceFeatures",
     "compute_metrics",
     "density_coverage",
-    "evaluate_checkpoint",
-    "evaluate_folder",
     "features_of_batches",
     "fid_from_statistics",
     "fid_statistics",

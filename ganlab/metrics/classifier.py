@@ -285,7 +285,7 @@ def conditional_report(*, datamodule, samples, real_features, real_indices, fake
                        cache_dir: str | None = None, device: str | torch.device = "cpu", batch_size: int = 256,
                        intra_fid: bool = True, classifier_settings: dict | None = None) -> dict[str, Any]:
     """Label fidelity (classifier accuracy on the fakes per requested label) and per-class FID for
-    the fakes of a conditional GAN. ``samples`` is a :class:`ganlab.metrics.sampling.GanSamples`
+    the fakes of a conditional GAN. ``samples`` is a :class:`ganlab.metrics.fakes.GanSamples`
     (its ``labels`` are the requested labels); ``real_indices`` the rows of ``split`` behind
     ``real_features``."""
     kind, names = datamodule.label_kind, list(datamodule.class_names)

@@ -30,6 +30,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
+from ganlab.metrics.protocol import protocol_defaults
+
 #: metric group -> keys it produces
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
     "fid": ("fid",),
@@ -42,13 +44,12 @@ METRIC_KEYS: dict[str, tuple[str, ...]] = {
 MAXIMIZE = ("precision", "recall", "f1", "density", "coverage", "is")
 _ALIASES = {"pr": "prc", "precision_recall": "prc", "density_coverage": "dc", "isc": "is", "inception_score": "is"}
 
+_PROTOCOL = protocol_defaults()  # the metric parameters' defaults: conf/metrics/default.yaml, read, not repeated
 DEFAULTS = {
-    "kid_subsets": 100,
-    "kid_subset_size": 1000,
-    "prc_neighborhood": 3,
-    "dc_neighborhood": 5,
+    **{k: _PROTOCOL[k] for k in ("kid_subsets", "kid_subset_size", "prc_neighborhood", "dc_neighborhood")},
+    "seed": _PROTOCOL["metric_seed"],  # torch-fidelity's default rng_seed (2020)
+    # how the maths runs, not what it measures (not protocol keys):
     "isc_splits": 10,
-    "seed": 2020,  # torch-fidelity's default rng_seed
     "pairwise_batch_size": 10000,
     "full_distance_matrix_max": 20000,
 }

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ganlab.labels import CLASS, LabelError, attribute_vector
+from ganlab.metrics.fakes import ImageFolder
 from ganlab.utils.files import folder_names
-from ganlab.metrics.sampling import ImageFolder
 
 
 class LabelledImageFolder(ImageFolder):
@@ -79,26 +80,24 @@ def file_labels(root: str, files: Sequence[str], class_names: list[str], label_k
         if missing:
             raise ValueError(f"{root}: {len(missing)} image(s) not listed in manifest.json (e.g. {missing[0]}); "
                              "remove them or the manifest")
-        if label_kind == "class":
+        if label_kind == CLASS:
             return np.array([int(rows[r]["class_index"]) for r in rel], dtype=np.int64)
         return np.array([[float(rows[r]["attributes"][a]) for a in class_names] for r in rel], dtype=np.float32)
     top = [r.split("/", 1)[0] if "/" in r else "" for r in rel]
-    if label_kind == "class":
+    if label_kind == CLASS:
         lookup = {**{n: i for i, n in enumerate(class_names)}, **{f: i for i, f in enumerate(folder_names(class_names))}}
         bad = sorted({t for t in top if t not in lookup})
         if bad:
             raise ValueError(f"{root}: folder(s) {bad[:5]} are not classes of the data set ({', '.join(class_names)}); "
                              "expected one subfolder per class, as ganlab.generate writes")
         return np.array([lookup[t] for t in top], dtype=np.int64)
-    folded = [a.casefold() for a in class_names]
-    out = np.zeros((len(top), len(class_names)), dtype=np.float32)
-    for row, t in enumerate(top):
-        parts = [] if t in ("none", "") else t.split("+")
-        for p in parts:
-            if p.casefold() not in folded:
-                raise ValueError(f"{root}: folder {t!r} names attribute {p!r}, not one of {', '.join(class_names)}")
-            out[row, folded.index(p.casefold())] = 1.0
-    return out
+    vectors = {}
+    for t in sorted(set(top)):  # attribute-combination folders: "Eyeglasses+Male", "none" (as generate writes)
+        try:
+            vectors[t] = attribute_vector(t, class_names)
+        except LabelError as err:
+            raise ValueError(f"{root}: folder {t!r}: {err}") from None
+    return np.array([vectors[t] for t in top], dtype=np.float32).reshape(len(top), len(class_names))
 
 
 def kept_fractions(manifest: dict | None) -> dict[str, Any] | None:

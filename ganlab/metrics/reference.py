@@ -12,9 +12,7 @@ atomically, so concurrent runs at worst compute the same file twice.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -27,7 +25,7 @@ import torch
 
 from ganlab.metrics.core import fid_statistics
 from ganlab.metrics.inception import ganlab_cache_dir
-from ganlab.utils.files import pid_alive
+from ganlab.utils.files import atomic_write
 
 CACHE_VERSION = 2  # 2: keyed by the split's pixel digest (1: by the data fingerprint)
 
@@ -129,22 +127,9 @@ def reference_features(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **{k: v for k, v in desc.items() if k not in key},
     }
-    if use_cache:
-        os.makedirs(folder, exist_ok=True)
-        for stale in glob.glob(glob.escape(path) + ".tmp.*.npz"):  # left by a killed run
-            pid = stale[len(path) + 5 : -4]
-            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    os.remove(stale)
-        tmp = f"{path}.tmp.{os.getpid()}.npz"
-        try:  # a kill leaves at worst a stray temp; a signal or full disk leaves nothing
-            np.savez(tmp, features=feats.numpy(), mu=stats["mu"], sigma=stats["sigma"], indices=idx,
-                     meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+    if use_cache:  # not durable (no fsync): a cache, and a torn file is recomputed on the next read
+        atomic_write(path, lambda f: np.savez(f, features=feats.numpy(), mu=stats["mu"], sigma=stats["sigma"],
+                                              indices=idx, meta=np.array(json.dumps(meta))))
     return ReferenceFeatures(feats, stats, idx, meta, path if use_cache else None, False)
 
 

@@ -40,7 +40,7 @@ def build_protocol(
     fake_source: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The record written beside every number: ``protocol`` (a :class:`ganlab.metrics.evaluator.Protocol`)
+    """The record written beside every number: ``protocol`` (a :class:`ganlab.metrics.protocol.Protocol`)
     with the counts actually used, the images' shapes, the extractor and the versions."""
     import torch_fidelity
 

@@ -1,7 +1,7 @@
-"""File-system helpers shared across ganlab: content hashes, atomic writes (temp file beside the
-target, then ``os.replace``: a reader sees the old file or the new one, never half of one), flushing
-a folder's entries to disk, telling whether the process that left a temp file lives, and which
-file names count as images."""
+"""File-system helpers shared across ganlab: content hashes, the one atomic write
+(:func:`atomic_write`: temp file beside the target, fsync, ``os.replace``, folder fsync, stale-temp
+cleanup; checkpoints, caches, reference features, generate and reports all write through it), telling
+whether the process that left a temp file lives, and which file names count as images."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Sequence
-from typing import Any
+from typing import Any, BinaryIO, Callable, Sequence
 
 #: suffixes every reader of image folders accepts (lower case; Pillow opens all of them)
 IMAGE_EXTENSIONS = frozenset(
@@ -42,26 +41,70 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(data: bytes | bytearray | memoryview, path: str | os.PathLike, durable: bool = False) -> str:
-    """Write ``data`` to ``path`` atomically; ``durable``: fsync the file and its folder too."""
+# -- the one atomic write: temp file beside the target, fsync, rename, folder fsync, stale-temp cleanup -------
+def temp_path(path: str | os.PathLike) -> str:
+    """``<folder>/.<name>.tmp-<pid>``: hidden, beside the target (one filesystem, so the rename is
+    atomic), and naming the writer so :func:`remove_stale_temps` knows when it is orphaned."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, durable: bool = True) -> None:
+    """Rename the finished ``tmp`` over ``path``; ``durable``: fsync the file first and the folder after."""
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(os.path.dirname(os.path.abspath(os.fspath(path))))
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str = "*") -> list[str]:
+    """Delete ``.<name>.tmp-<pid>`` files (every name by default) of processes that no longer run
+    (killed mid-write); a live writer's temp file, or this process's, is left alone."""
+    import glob
+
+    removed = []
+    pattern = os.path.join(glob.escape(os.fspath(folder)), f".{'*' if name == '*' else glob.escape(name)}.tmp-*")
+    for p in glob.glob(pattern):
+        pid = p.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            try:
+                os.unlink(p)
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], durable: bool = False) -> str:
+    """``write(f)`` into :func:`temp_path` of ``path``, then :func:`publish` it: a reader (or a kill at
+    any moment) sees the old file or the new one, never part of one. ``durable``: fsync the file and
+    its folder, so the new content also survives a power cut. On any failure the temp file is
+    removed and ``path`` keeps its previous content; orphans of killed writers of the same name are
+    removed first."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
+    remove_stale_temps(folder, name)
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+            write(f)
+        publish(tmp, path, durable)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    if durable:
-        fsync_dir(folder)
     return path
+
+
+def atomic_write_bytes(data: bytes | bytearray | memoryview, path: str | os.PathLike, durable: bool = False) -> str:
+    """:func:`atomic_write` of ``data``."""
+    return atomic_write(path, lambda f: f.write(data), durable)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike, durable: bool = False) -> str:

@@ -12,7 +12,7 @@ from ganlab.data.build import chunk_ranges
 from ganlab.data.decode import ChunkResult, ImageOptions, transform_array
 from ganlab.data.faces.attributes import ATTRIBUTE_NAMES
 from ganlab.data.faces.render import render_faces
-from ganlab.data.labels import attribute_labels
+from ganlab.data.annotations import attribute_label_array
 from ganlab.data.sources import Annotation, Source, no_labels_here, seeded_splits
 
 
@@ -57,5 +57,5 @@ class Faces(Source):
         if req.labels in ("class", "identity"):
             raise no_labels_here(self.name, req.labels, "a list of attribute names")
         values = loaded.extras["attributes"]
-        y, kind, names = attribute_labels(values, self.names, req.labels, req.label_mode)
+        y, kind, names = attribute_label_array(values, self.names, req.labels, req.label_mode)
         return Annotation(y, kind, names, splits, {**info, "labels": names, "label_mode": kind})

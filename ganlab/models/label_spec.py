@@ -4,13 +4,14 @@ spec does not fit."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from torch import nn
 
+from ganlab.labels import LabelError
 
-class LabelSpecError(ValueError):
+
+class LabelSpecError(LabelError):
     """The model's label spec does not fit the data or the request."""
 
 
@@ -56,25 +57,4 @@ def check_label_spec(model: nn.Module, dm) -> None:
             f"set {_hint(dm)} (or num_classes: null to take it from the data)")
 
 
-
-
-def checkpoint_label_info(ckpt: dict, model: nn.Module | None = None) -> dict[str, Any]:
-    """Label metadata of a loaded checkpoint dict (:func:`ganlab.checkpoints.stored_data_state`);
-    falls back to ``class_0``... names (with a warning) for checkpoints that store no class names."""
-    from ganlab.checkpoints import stored_data_state
-
-    meta = stored_data_state(ckpt)
-    k = int(getattr(model, "num_classes", 0) or 0) if model is not None else int(meta.get("num_classes") or 0)
-    if k and len(meta.get("class_names") or []) != k:
-        warnings.warn(f"the checkpoint stores no class names for its {k} labels; using class_0 ... class_{k - 1}",
-                      stacklevel=2)
-        meta["class_names"] = [f"class_{i}" for i in range(k)]
-    if model is not None:
-        meta["num_classes"] = k
-        meta["label_kind"] = getattr(model, "label_kind", None)
-    meta.setdefault("class_names", [])
-    meta.setdefault("label_counts", {})
-    return meta
-
-
-__all__ = ["LabelSpecError", "check_label_spec", "checkpoint_label_info", "fill_num_classes"]
+__all__ = ["LabelSpecError", "check_label_spec", "fill_num_classes"]

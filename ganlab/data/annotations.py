@@ -1,26 +1,29 @@
-"""Labels and splits: attribute selection, combined class indices, seeded ratio splits, and the
-label metadata a checkpoint carries (class names, kind, counts)."""
+"""A data set's annotations -> label arrays and splits: attribute selection, combined class indices,
+seeded ratio splits, and the label metadata a checkpoint carries (class names, kind, counts).
+Everything here returns numpy arrays (``*_array``); label names and the tensors G takes are
+:mod:`ganlab.labels`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from ganlab.labels import CLASS, LABEL_KINDS, MULTI_HOT, combination_name
+
 __all__ = [
     "LABEL_MODES",
     "normalise_labels",
-    "attribute_labels",
-    "class_labels",
+    "attribute_label_array",
+    "class_label_array",
     "ratio_splits",
     "coded_splits",
     "evenly_spaced",
-    "combination_name",
     "label_metadata",
 ]
 
-LABEL_MODES = ("multi_hot", "class")
+LABEL_MODES = LABEL_KINDS  # data.label_mode's values: how attributes become labels = the label kind
 MAX_COMBINED_ATTRIBUTES = 12  # 2**12 classes
 
 
@@ -49,7 +52,7 @@ def _column(all_names: list[str], wanted: str) -> int:
     raise ValueError(f"unknown attribute {wanted!r}; available: {', '.join(all_names)}")
 
 
-def attribute_labels(values: np.ndarray, all_names: list[str], wanted: list[str], mode: str):
+def attribute_label_array(values: np.ndarray, all_names: list[str], wanted: list[str], mode: str):
     """Select attributes from a 0/1 table: ``(labels, kind, class_names)``.
 
     ``multi_hot``: float32 ``(N, K)``, names = the attributes.
@@ -60,22 +63,22 @@ def attribute_labels(values: np.ndarray, all_names: list[str], wanted: list[str]
         raise ValueError(f"attribute listed twice in labels={wanted}")
     names = [all_names[c] for c in cols]
     sel = (np.asarray(values)[:, cols] > 0).astype(np.int64)
-    if mode == "multi_hot":
-        return sel.astype(np.float32), "multi_hot", names
+    if mode == MULTI_HOT:
+        return sel.astype(np.float32), MULTI_HOT, names
     if len(cols) > MAX_COMBINED_ATTRIBUTES:
         raise ValueError(f"label_mode='class' combines at most {MAX_COMBINED_ATTRIBUTES} attributes (2^k classes)")
     index = (sel << np.arange(len(cols), dtype=np.int64)).sum(axis=1)
     classes = [",".join(f"{n}={(c >> i) & 1}" for i, n in enumerate(names)) for c in range(2 ** len(cols))]
-    return index.astype(np.int64), "class", classes
+    return index.astype(np.int64), CLASS, classes
 
 
-def class_labels(keys: list, class_names: list[str] | None = None):
+def class_label_array(keys: list, class_names: list[str] | None = None):
     """Class index per row from a per-row key; names sorted naturally unless given."""
     from ganlab.data.layouts import natural_sorted
 
     names = list(class_names) if class_names is not None else natural_sorted({str(k) for k in keys})
     lookup = {n: i for i, n in enumerate(names)}
-    return np.asarray([lookup[str(k)] for k in keys], dtype=np.int64), "class", names
+    return np.asarray([lookup[str(k)] for k in keys], dtype=np.int64), CLASS, names
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -112,12 +115,6 @@ def evenly_spaced(n: int, max_items: int | None) -> np.ndarray:
     return (np.arange(max_items, dtype=np.int64) * n) // max_items
 
 
-def combination_name(vector: Sequence[float], names: Sequence[str]) -> str:
-    """``[1, 0, 1]`` with names ``[Eyeglasses, Male, Smiling]`` -> ``"Eyeglasses+Smiling"``; all 0 -> ``"none"``."""
-    on = [n for v, n in zip(vector, names) if float(v) > 0.5]
-    return "+".join(on) if on else "none"
-
-
 def label_metadata(dm) -> dict[str, Any]:
     """What a checkpoint needs to name and balance generated data (plain Python types only)."""
     kind = dm.label_kind
@@ -126,7 +123,7 @@ def label_metadata(dm) -> dict[str, Any]:
                             "fingerprint": getattr(dm, "fingerprint", None),
                             "split": dict(getattr(dm, "hparams", None) or {}).get("split")}
     labels = dm.split_labels() if kind else None
-    if labels is not None and kind == "class":
+    if labels is not None and kind == CLASS:
         counts = np.bincount(np.asarray(labels).astype(np.int64), minlength=dm.num_classes)
         meta["label_counts"] = {n: int(c) for n, c in zip(dm.class_names, counts)}
     elif labels is not None:  # multi-hot: counts of each attribute combination seen in the data
