@@ -4,9 +4,15 @@
 ``every_n_train_steps`` count every optimizer step, and a GAN batch takes ``n_critic`` D steps
 plus one G step, so G generator steps are ``G * (n_critic + 1)`` optimizer steps. Configs speak
 in generator steps and convert with this resolver.
+
+``${cwd:}``: the working directory (``paths.root_dir``'s default). Hydra's ``${hydra:runtime.cwd}``
+is the same folder but only resolves inside a job: a launcher plugin (submitit's
+``hydra/launcher=slurm``) resolves ``hydra.sweep.dir``, and with it ``paths.root_dir``, before.
 """
 
 from __future__ import annotations
+
+import os
 
 from omegaconf import OmegaConf
 
@@ -20,3 +26,5 @@ def optimizer_steps(generator_steps: int | None, n_critic: int = 1) -> int:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("optimizer_steps"):
         OmegaConf.register_new_resolver("optimizer_steps", optimizer_steps)
+    if not OmegaConf.has_resolver("cwd"):
+        OmegaConf.register_new_resolver("cwd", os.getcwd)
