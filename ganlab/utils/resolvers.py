@@ -8,6 +8,9 @@ in generator steps and convert with this resolver.
 ``${cwd:}``: the working directory (``paths.root_dir``'s default). Hydra's ``${hydra:runtime.cwd}``
 is the same folder but only resolves inside a job: a launcher plugin (submitit's
 ``hydra/launcher=slurm``) resolves ``hydra.sweep.dir``, and with it ``paths.root_dir``, before.
+
+``${add:a,b}``: an integer sum (resumed Optuna sweeps number job folders after the study's
+trials: :mod:`ganlab.resume_study`).
 """
 
 from __future__ import annotations
@@ -28,3 +31,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("optimizer_steps", optimizer_steps)
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd)
+    if not OmegaConf.has_resolver("add"):
+        OmegaConf.register_new_resolver("add", lambda *xs: sum(int(x) for x in xs))
