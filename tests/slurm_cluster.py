@@ -1,7 +1,8 @@
 """A real single-host SLURM cluster for the tests: munged, slurmctld and two slurmd (nodes ``node1``
 and ``node2``, 2 CPUs each, Debian's ``slurm-wlm`` 22.05 is built with multiple-slurmd support),
 all in one temporary folder with their own ports and munge socket, so a system SLURM (if any) is
-never touched. ``SLURM_CONF`` in :attr:`SlurmCluster.env` points the client commands (``sbatch``,
+never touched. A requeued job waits for the credential lifetime before it starts again
+(``cred_expire``, 120 s by default, 20 s here). ``SLURM_CONF`` in :attr:`SlurmCluster.env` points the client commands (``sbatch``,
 ``srun``, ``scancel``, submitit) at it.
 
 The daemons run in the foreground as children of the test process and are stopped by process id
@@ -48,7 +49,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={root}/munge.socket
+AuthInfo=socket={root}/munge.socket,cred_expire=20
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/slurmctld.pid

@@ -214,6 +214,7 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm_clus
     run(signal_cmd.format(job_id=job_id), work, env, timeout=60)
     finish(sweep_proc)
 
+    slurm_cluster.wait_idle(60)  # the job's result is written moments before it ends
     info = slurm_cluster.job_info(job_id)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
     job = sweep / "0"
