@@ -125,6 +125,7 @@ def test_slurm_sweep_and_report(slurm_cluster, tmp_path):
     sweep_cmd, report_cmd = doc_commands("sweep", date_time="{date_time}")
     work, env = tmp_path / "work", job_env(tmp_path, slurm_cluster)
     run(sweep_cmd, work, env)
+    slurm_cluster.wait_idle(60)  # a job's result is written moments before it ends
     sweep = only((work / "logs" / "train" / "multiruns").iterdir())
     # one SLURM job array of two tasks, both completed by the controller
     script = only((sweep / ".submitit").glob(".submission_file_*.sh")).read_text()
@@ -153,6 +154,7 @@ def test_slurm_ddp_two_nodes_equals_local_ddp(slurm_cluster, tmp_path, local_ddp
     (cmd,) = doc_commands("ddp")
     work = tmp_path / "work"
     run(cmd, work, job_env(tmp_path, slurm_cluster))
+    slurm_cluster.wait_idle(60)
     sweep = only((work / "logs" / "train" / "multiruns").iterdir())
     job = sweep / "0"
     job_id = only({p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()})
@@ -214,7 +216,7 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm_clus
     run(signal_cmd.format(job_id=job_id), work, env, timeout=60)
     finish(sweep_proc)
 
-    slurm_cluster.wait_idle(60)  # the job's result is written moments before it ends
+    slurm_cluster.wait_idle(60)
     info = slurm_cluster.job_info(job_id)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", info
     job = sweep / "0"
