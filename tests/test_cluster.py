@@ -150,6 +150,7 @@ def test_slurm_sweep_and_report(slurm_cluster, tmp_path):
 
 
 # -- 2. DDP under SLURM: two nodes, one task each ----------------------------------------------------
+@pytest.mark.slow
 def test_slurm_ddp_two_nodes_equals_local_ddp(slurm_cluster, tmp_path, local_ddp):
     (cmd,) = doc_commands("ddp")
     work = tmp_path / "work"
@@ -176,6 +177,7 @@ def test_slurm_ddp_two_nodes_equals_local_ddp(slurm_cluster, tmp_path, local_ddp
 
 
 # -- multi-node DDP without SLURM: Lightning's environment variables -------------------------------
+@pytest.mark.slow
 def test_two_nodes_by_environment_equals_local_ddp(tmp_path, local_ddp):
     import socket
 
@@ -233,6 +235,7 @@ def test_preempted_job_is_requeued_and_ends_like_an_uninterrupted_run(slurm_clus
 
 
 # -- 4. an Optuna sweep killed mid-way continues ----------------------------------------------------
+@pytest.mark.slow
 def test_killed_optuna_sweep_continues(tmp_path):
     (cmd,) = doc_commands("optuna")
     n_trials = int(re.search(r"n_trials=(\d+)", cmd).group(1))
@@ -272,3 +275,14 @@ def test_killed_optuna_sweep_continues(tmp_path):
     out = run(cmd, work, env)
     assert "3 finished trial(s) kept, 0 interrupted one(s) run again, 0 trial(s) to run" in out
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2", "3"]
+
+
+def test_cluster_fixture_says_why_it_cannot_start(monkeypatch):
+    import slurm_cluster as sc
+
+    monkeypatch.setattr(sc, "_which", lambda name: None if name in ("munged", "sbatch") else f"/usr/bin/{name}")
+    assert sc.unavailable() == ("SLURM test cluster: munged, sbatch not installed "
+                                "(apt-get install slurm-wlm munge, as .ci/run does)")
+    monkeypatch.setattr(sc, "_which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "needs root" in sc.unavailable()
