@@ -286,3 +286,43 @@ def test_cluster_fixture_says_why_it_cannot_start(monkeypatch):
     monkeypatch.setattr(sc, "_which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "needs root" in sc.unavailable()
+
+
+def test_resume_study_adjusts_the_sweep_before_it_starts(tmp_path):
+    """ganlab.resume_study on its own (the slow test above kills a real sweep): what the sweeper is
+    left to do, and where the next jobs go."""
+    import warnings
+
+    import optuna
+    from omegaconf import OmegaConf
+
+    from ganlab.resume_study import ResumeStudy
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    cfg = OmegaConf.create({"hydra": {
+        "sweeper": {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+                    "storage": storage, "study_name": "s", "n_trials": 5},
+        "sweep": {"dir": str(tmp_path), "subdir": "${hydra.job.num}"}, "overrides": {"hydra": []}}})
+    ResumeStudy().on_multirun_start(cfg)  # no study yet: nothing changes
+    assert cfg.hydra.sweeper.n_trials == 5 and cfg.hydra.overrides.hydra == []
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(study_name="s", storage=storage)
+        for value in (1.0, 2.0):
+            t = study.ask()
+            t.suggest_float("lr", 0.0, 1.0)
+            study.tell(t, value)
+        t = study.ask()
+        lost = t.suggest_float("lr", 0.0, 1.0)  # the trial a killed sweep left running
+        OmegaConf.set_readonly(cfg.hydra, True)  # as Hydra hands it over
+        ResumeStudy().on_multirun_start(cfg)
+        assert cfg.hydra.sweeper.n_trials == 3  # 5 minus the two finished ones
+        assert OmegaConf.to_container(cfg.hydra.overrides.hydra) == ["hydra.sweep.subdir='${add:${hydra.job.num},3}'"]
+        study = optuna.load_study(study_name="s", storage=storage)  # as the sweeper opens it next
+        states = [tr.state.name for tr in study.get_trials()]
+        assert states == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"]
+        again = study.ask()  # the sweeper's first ask: the interrupted trial's parameters, as trial 3
+        assert again.number == 3 and again.suggest_float("lr", 0.0, 1.0) == lost
+    assert OmegaConf.create({"num": 0, "d": "${add:${num},3}"}).d == 3
