@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -110,8 +111,15 @@ class SlurmCluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.root.glob("*.log")))
 
     def stop(self) -> None:
+        """Cancel every job, let SLURM end them, stop the daemons (each by its process id), then
+        kill what a job may have left (e.g. after a failed test): the processes whose environment
+        holds this cluster's ``SLURM_CONF`` (job steps, ``slurmstepd``), found by process id."""
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True, timeout=30)
-        for p in reversed(self.procs):  # slurmd, slurmctld, then munged: each by its own process id
+        try:
+            self.wait_idle(60)
+        except Exception:  # noqa: BLE001 - stop anyway
+            pass
+        for p in reversed(self.procs):  # slurmd, slurmctld, then munged
             if p.poll() is None:
                 p.terminate()
         for p in reversed(self.procs):
@@ -120,6 +128,25 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+        for pid in self.job_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def job_processes(self) -> list[int]:
+        """Processes (other than this one) started with this cluster's ``SLURM_CONF``."""
+        mark = f"SLURM_CONF={self.env['SLURM_CONF']}".encode() + b"\0"
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if mark in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+        return found
 
 
 def unavailable() -> str | None:
