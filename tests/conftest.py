@@ -79,3 +79,20 @@ def celeba_root(tmp_path):
 
     root = tmp_path / "celeba_official"
     return root, write_celeba(root, "official")
+
+
+# -- a real SLURM cluster on this host (tests/slurm_cluster.py) ------------------------------
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """One private SLURM cluster (munged, slurmctld, two slurmd) for the whole session; tests that
+    use it skip with the reason when it cannot start (no root, packages missing)."""
+    import slurm_cluster as sc
+
+    reason = sc.unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = sc.start(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
