@@ -140,7 +140,10 @@ def entry_points() -> list[ConfigFile]:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from a YAML comment as literal Markdown (no links, emphasis or HTML)."""
+    for ch in "\\[]*|":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _code(text: str) -> str:
@@ -151,7 +154,7 @@ def _options_table(conf: ConfigFile) -> list[str]:
     if not conf.options:
         return []
     rows = ["| key | default | what it is |", "| --- | --- | --- |"]
-    rows += [f"| `{o.key}` | {_cell(_code(o.value))} | {_cell(o.doc)} |" for o in conf.options]
+    rows += [f"| `{o.key}` | {_code(o.value)} | {_cell(o.doc)} |" for o in conf.options]
     return rows + [""]
 
 
