@@ -42,7 +42,7 @@ def blocks(page: str | Path | None = None) -> list[Block]:
 
 def commands(body: str) -> list[str]:
     """The commands of a bash block: continuation lines joined, comments and blank lines dropped."""
-    joined = re.sub(r"\\\n\s*", " ", body)
+    joined = re.sub(r"\s*\\\n\s*", " ", body)
     cmds = []
     for line in joined.splitlines():
         line = line.strip()
@@ -53,10 +53,16 @@ def commands(body: str) -> list[str]:
 
 
 def _strip_comment(line: str) -> str:
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=False)
-    lexer.whitespace_split = True
-    lexer.commenters = "#"
-    return shlex.join(list(lexer))
+    """The line without a trailing ``# comment`` (a ``#`` after whitespace, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
 
 
 def ganlab_command(cmd: str) -> tuple[str, list[str]] | None:
