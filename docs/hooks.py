@@ -14,7 +14,7 @@ IMAGES = (".png", ".gif", ".jpg", ".svg")
 
 
 def tracked_images() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "experiments"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(["git", "ls-files", "experiments"], cwd=REPO, capture_output=True, text=True, check=False)
     if out.returncode == 0 and out.stdout.strip():
         return [p for p in out.stdout.split() if p.endswith(IMAGES)]
     # not a git checkout (an sdist): every image under experiments/

@@ -135,7 +135,7 @@ def test_every_command_on_the_page_is_checked(page, tmp_path):
     for cmd in cmds:
         try:
             check_command(cmd, tmp_path)
-        except Exception as err:  # noqa: BLE001  (name the page and the command)
+        except Exception as err:  # name the page and the command
             raise AssertionError(f"docs/{page}: {cmd}\n  -> {type(err).__name__}: {err}") from err
 
 

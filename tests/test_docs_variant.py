@@ -109,3 +109,17 @@ def test_own_generator_and_loss_train_resume_evaluate_export(tmp_path, monkeypat
     from PIL import Image
 
     assert Image.open(tmp_path / "my_gan_grid.png").size[0] > 16
+
+
+def test_trusted_targets_come_from_the_environment_only(monkeypatch, tmp_path):
+    from ganlab.checkpoints import CheckpointError, check_targets, foreign_targets
+
+    cfg = {"generator": {"_target_": "mygan.nets.UpsampleGenerator"}, "loss": {"_target_": "mygan2.Loss"},
+           "hub": {"_target_": "torch.hub.load"}}
+    monkeypatch.delenv("GANLAB_TRUSTED_TARGETS", raising=False)
+    assert sorted(foreign_targets(cfg)) == ["mygan.nets.UpsampleGenerator", "mygan2.Loss", "torch.hub.load"]
+    # a prefix is a whole module path: mygan admits mygan.nets.X, not mygan2; torch's denied list still applies
+    monkeypatch.setenv("GANLAB_TRUSTED_TARGETS", " mygan , torch.hub, bad;name ")
+    assert sorted(foreign_targets(cfg)) == ["mygan2.Loss", "torch.hub.load"]
+    with pytest.raises(CheckpointError, match="outside ganlab, torch, torchvision, mygan, torch.hub"):
+        check_targets(cfg, path=tmp_path / "x.ckpt")
