@@ -113,7 +113,7 @@ def read_config(path: Path) -> ConfigFile:
             continue
         doc = " ".join(p for p in pending if not p.startswith("---")).strip(" -")
         if m["comment"] is not None:
-            doc = (doc + " " + m["comment"].strip()).strip()
+            doc = "; ".join(d for d in (doc, m["comment"].strip()) if d)
         value = (m["value"] or "").strip()
         if value[:1] in ("|", ">"):
             block_indent = indent
@@ -128,7 +128,8 @@ def read_config(path: Path) -> ConfigFile:
 def groups() -> dict[str, list[ConfigFile]]:
     """``{"model/loss": [bce, hinge, ...], ...}`` for every folder of ``conf/`` that holds YAML files."""
     out: dict[str, list[ConfigFile]] = {}
-    for d in sorted(p for p in CONF.rglob("*") if p.is_dir()):
+    for d in sorted(p for p in CONF.rglob("*") if p.is_dir() and p.relative_to(CONF).parts[0] != "local"):
+        # conf/local/ holds git-ignored, machine-specific files: not part of the reference
         files = sorted(d.glob("*.yaml"))
         if files:
             out[d.relative_to(CONF).as_posix()] = [read_config(f) for f in files]
@@ -140,10 +141,13 @@ def entry_points() -> list[ConfigFile]:
 
 
 def _cell(text: str) -> str:
-    """Text from a YAML comment as literal Markdown (no links, emphasis or HTML)."""
-    for ch in "\\[]*|":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    """Text from a YAML comment as literal Markdown (no links, emphasis or HTML); `code spans` kept."""
+    parts = re.split(r"(`[^`]*`)", text)
+    for i in range(0, len(parts), 2):  # outside the code spans
+        for ch in "\\[]*|":
+            parts[i] = parts[i].replace(ch, "\\" + ch)
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;")
+    return "".join(parts)
 
 
 def _code(text: str) -> str:
@@ -215,7 +219,7 @@ def help_template() -> str:
         lines += _wrapped(f"  {f.name:<{width}}", f.purpose)
     lines += ["", "Config groups (GROUP=OPTION):"]
     for name, files in all_groups.items():
-        if name in ("experiment", "hydra/help") or name.startswith("local"):
+        if name in ("experiment", "hydra/help"):
             continue
         lines.append(f"  {name}")
         for f in files:
