@@ -70,11 +70,13 @@ def test_own_generator_and_loss_train_resume_evaluate_export(tmp_path, monkeypat
         cfg = compose_cfg(tmp_path, *TINY_RUN, *_tiny_steps(overrides), tiny=False)
         assert cfg.model.generator._target_ == "mygan.nets.UpsampleGenerator"
         assert cfg.model.loss._target_ == "mygan.losses.SoftHingeLoss"
+        assert cfg.model.discriminator._target_ == "mygan.nets.PatchDiscriminator"
         _, trainer = train(cfg)
         (run / ".hydra").mkdir(exist_ok=True)
         OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # what the CLI's Hydra writes into the run folder
         assert type(trainer.lightning_module.generator).__name__ == "UpsampleGenerator"
         assert type(trainer.lightning_module.loss).__name__ == "SoftHingeLoss"
+        assert type(trainer.lightning_module.discriminator).__name__ == "PatchDiscriminator"
         assert trainer.lightning_module.generator_step == steps
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file()
@@ -106,6 +108,7 @@ def test_own_generator_and_loss_train_resume_evaluate_export(tmp_path, monkeypat
     namespace: dict = {}
     exec(compile(code[0], PAGE, "exec"), namespace)
     assert type(namespace["gan"].model.generator).__name__ == "UpsampleGenerator"
+    assert type(namespace["gan"].model.discriminator).__name__ == "PatchDiscriminator"
     from PIL import Image
 
     assert Image.open(tmp_path / "my_gan_grid.png").size[0] > 16
