@@ -229,13 +229,14 @@ def test_python_on_the_page_runs(page, sandbox, monkeypatch):
     assert EXPECT[page](namespace, sandbox)
 
 
-def test_pages_name_one_run_folder():
-    """The pages' example run folder is the one the sandbox trains (else a snippet would not run)."""
+def test_pages_python_names_one_run_folder():
+    """The run folder the pages' Python uses is the one the sandbox trains (else a snippet would not run)."""
     used = set()
     for page in _pages():
         for b in snippets.blocks(page):
-            used.update(re.findall(r"logs/train/runs/[\w-]+", b.body))
-    assert used <= {RUN}, used
+            if b.lang == "python":
+                used.update(re.findall(r"logs/train/runs/[\w-]+", b.body))
+    assert used == {RUN}, used
 
 
 def test_commands_are_split_like_a_shell():
