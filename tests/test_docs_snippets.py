@@ -30,6 +30,7 @@ from _metrics_helpers import StubExtractor, compose_cfg
 REPO = snippets.REPO
 RUN = "logs/train/runs/2026-01-01_12-00-00"  # the run folder the pages' examples name
 OWN_TEST = {"variant.md": "tests/test_docs_variant.py"}
+SLURM_CLIENTS = ("scancel", "scontrol", "squeue", "sinfo", "sacct")
 PYTHON_ELSEWHERE = {("api.md", 0): ("tests/test_sampling.py", "def test_api_reference_snippet_runs")}
 TINY_RUN = ["data.source.num_images=96", "data.resolution=16", "data.batch_size=16", "trainer.accelerator=cpu",
             "model.generator.base_width=8", "model.discriminator.base_width=8", "model.generator.z_dim=16",
@@ -115,6 +116,8 @@ def check_command(cmd: str, tmp_path) -> str:
     if words[0] == "python" and words[1:2] and words[1].endswith(".py"):
         _check_script(words)
         return "script"
+    if words[0] in SLURM_CLIENTS:  # talk to a running cluster: run for real by tests/test_cluster.py
+        return "slurm"
     if words[0] in ("bash", "sbatch"):
         assert (REPO / words[1]).is_file(), f"{words[1]} does not exist"
         return "script"
