@@ -1,5 +1,5 @@
 """Every optimizer config is a complete pair that replaces the others (no keys merged in from a
-loss or an experiment), and the documented original-WGAN recipe (docs/training.md) is the paper's (Arjovsky et al. 2017)."""
+loss or an experiment), and the README's original-WGAN recipe is the paper's (Arjovsky et al. 2017)."""
 
 from pathlib import Path
 
@@ -26,7 +26,7 @@ def built_optimizers(cfg):
 
 
 def test_original_wgan_recipe_is_the_papers(tiny_cfg):
-    # docs/training.md's "original WGAN" line
+    # the README's "original WGAN (weight clipping)" line
     gan, opt_g, opt_d = built_optimizers(tiny_cfg("model/loss=wgan"))
     for opt in (opt_g, opt_d):
         assert type(opt) is torch.optim.RMSprop
