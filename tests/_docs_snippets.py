@@ -28,15 +28,16 @@ class Block:
 
 
 def blocks(page: str | Path | None = None) -> list[Block]:
-    """Every fenced code block of one page (``docs/NAME.md``) or of all pages."""
+    """Every fenced code block of one page (``docs/NAME.md``; ``../README.md`` for the README) or of all pages."""
     pages = [DOCS / page] if page else sorted(DOCS.rglob("*.md"))
     out = []
     for p in pages:
         text = Path(p).read_text()
+        name = Path(p).resolve().relative_to(DOCS if Path(p).resolve().is_relative_to(DOCS) else REPO).as_posix()
         for m in FENCE.finditer(text):
             body = "\n".join(line[len(m["indent"]):] for line in m["body"].splitlines())
             title = TITLE.search(m["attrs"])
-            out.append(Block(Path(p).relative_to(DOCS).as_posix(), m["lang"], title and title[1], body))
+            out.append(Block(name, m["lang"], title and title[1], body))
     return out
 
 

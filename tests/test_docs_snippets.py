@@ -142,6 +142,13 @@ def test_every_command_on_the_page_is_checked(page, tmp_path):
             raise AssertionError(f"docs/{page}: {cmd}\n  -> {type(err).__name__}: {err}") from err
 
 
+def test_readme_commands_are_checked(tmp_path):
+    cmds = _bash_commands("../README.md")
+    assert any("pytest" in c for c in cmds) and any(c == "python -m ganlab.train" for c in cmds)
+    for cmd in cmds:
+        check_command(cmd, tmp_path)
+
+
 def test_the_checks_can_fail(tmp_path):
     with pytest.raises(Exception, match="Could not|not found|Could not override|Key"):
         check_command("python -m ganlab.train model/loss=no_such_loss", tmp_path)
