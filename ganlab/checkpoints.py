@@ -16,7 +16,9 @@
   trusted file written by something else.
 * :func:`check_targets` refuses a config from a checkpoint whose ``_target_`` lies outside
   ganlab, torch and torchvision (minus the torch functions that load or compile code), before
-  Hydra instantiates anything.
+  Hydra instantiates anything. Your own modules join the allowlist through the environment of
+  the process that loads, never through the file: ``GANLAB_TRUSTED_TARGETS=mypkg,lab.nets``
+  (comma-separated module prefixes, see :func:`allowed_target_roots`).
 * :func:`resolve_ckpt_path`: ``ckpt_path=auto`` (the run folder of this job) or
   ``ckpt_path=<run folder>`` resumes from the newest checkpoint there that loads, skipping
   damaged ones with a warning that names them.
@@ -45,8 +47,10 @@ ALLOWED_TARGET_ROOTS = ("ganlab", "torch", "torchvision")
 # inside the allowed packages, but they load, download or compile code: never from a checkpoint
 DENIED_TARGET_PREFIXES = ("torch.load", "torch.hub", "torch.jit", "torch.package", "torch.utils.cpp_extension",
                           "torch.compile", "torch.serialization", "torch.ops", "torch.library", "torch._")
-TRUST_HINT = ("if you wrote this file yourself (or trust whoever did), pass trust_checkpoint=true "
-              "(load_gan(..., trust=True)) to load it without these checks")
+TRUST_HINT = ("if the _target_ is your own module, add its package to GANLAB_TRUSTED_TARGETS (comma-separated "
+              "module prefixes, e.g. GANLAB_TRUSTED_TARGETS=mypkg); if you wrote this file yourself (or trust "
+              "whoever did), pass trust_checkpoint=true (load_gan(..., trust=True)) to load it without these checks")
+TRUSTED_TARGETS_ENV = "GANLAB_TRUSTED_TARGETS"
 
 
 class CheckpointError(RuntimeError):
@@ -184,7 +188,7 @@ def check_targets(cfg: Any, *, path: str | os.PathLike, what: str = "config") ->
     if bad:
         raise CheckpointError(
             f"refusing to instantiate the {what} stored in checkpoint {path}: its _target_ "
-            f"{', '.join(map(repr, bad))} is outside {', '.join(ALLOWED_TARGET_ROOTS)} (a checkpoint must not choose "
+            f"{', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} (a checkpoint must not choose "
             f"what code runs). {TRUST_HINT}")
 
 
@@ -201,10 +205,18 @@ def foreign_targets(cfg: Any) -> Iterable[str]:
             yield from foreign_targets(v)
 
 
+def allowed_target_roots() -> tuple[str, ...]:
+    """ganlab, torch, torchvision, plus the module prefixes in ``$GANLAB_TRUSTED_TARGETS``
+    (comma-separated, e.g. ``mypkg,lab.nets``): the user's own modules, trusted by the user's
+    environment rather than by anything a checkpoint says. ganlab's denied torch prefixes still apply."""
+    extra = (p.strip() for p in os.environ.get(TRUSTED_TARGETS_ENV, "").split(","))
+    return ALLOWED_TARGET_ROOTS + tuple(p for p in extra if p and p.replace(".", "").replace("_", "").isalnum())
+
+
 def _allowed_target(target: Any) -> bool:
     if not isinstance(target, str) or not target.replace(".", "").replace("_", "").isalnum():
         return False
-    if target.split(".", 1)[0] not in ALLOWED_TARGET_ROOTS:
+    if not any(target == r or target.startswith(r + ".") for r in allowed_target_roots()):
         return False
     return not any(target == d or target.startswith(d + ".") or (d.endswith("_") and target.startswith(d))
                    for d in DENIED_TARGET_PREFIXES)

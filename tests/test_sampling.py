@@ -1,6 +1,6 @@
 """ganlab.sampling: one noise plan (z of image i from (seed, i) alone) shared by the sample grids, the
 evaluation fakes, ``ganlab.generate`` and the notebook API; label plans; lerp / slerp; the latent
-interpolation grid and walk GIF at the end of training; the README's "Python API" snippet."""
+interpolation grid and walk GIF at the end of training; the API reference's (docs/api.md) snippet."""
 
 from __future__ import annotations
 
@@ -190,16 +190,15 @@ def test_slerp_keeps_the_norm_and_lerp_shrinks_it():
     assert walk.shape == (12, 512) and torch.equal(walk[0], z[0]) and torch.equal(walk[4], z[1])
 
 
-def test_readme_python_api_snippet_runs(runs, tmp_path, monkeypatch):
-    """The code block of the README's "Python API (notebooks)" section, with its run folder replaced."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("## Python API (notebooks)"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def test_api_reference_snippet_runs(runs, tmp_path, monkeypatch):
+    """The first code block of docs/api.md, with its run folder replaced."""
+    text = (REPO / "docs" / "api.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     assert "ganlab.load(" in code
     code = re.sub(r'ganlab\.load\("[^"]+"', f'ganlab.load("{runs["cls"]}"', code)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/api.md", "exec"), scope)
     x, pics, walk = scope["x"], scope["pics"], scope["walk"]
     assert x.dtype == torch.uint8 and x.shape == (16, 1, 16, 16)
     assert len(pics) == 4 and pics[0].size == (16, 16) and pics[0].mode == "L"
