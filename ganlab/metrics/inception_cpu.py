@@ -10,6 +10,9 @@ same loaded module and changes only how the arithmetic is laid out (measured in
   (``torch.nn.utils.fusion.fuse_conv_bn_eval``);
 * weights and activations are channels_last, so oneDNN convolves without reordering the activations
   and the pools/concatenations run on their vectorised NHWC kernels;
+* the stem (resize to ``Mixed_5d``, where the maps are 299-35 px wide) runs ``stem_batch`` images
+  at a time so its activations stay in the CPU caches (the rest runs on the whole batch, which
+  reuses the larger late-stage weights better);
 * the resize is the same TF1 bilinear map (``align_corners=False``, no half-pixel offset, edge
   clamped) written as two small matrix products, ``R_h @ x @ R_w^T``, applied after ``(x - 128) / 128``
   (the rows of R sum to 1, so normalising before or after the resize is the same map).
@@ -36,6 +39,11 @@ STAGES = (
     "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
     "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
 )
+#: stages run ``stem_batch`` images at a time (large maps), then the rest on the whole batch
+STEM = STAGES[: STAGES.index("Mixed_5d") + 1]
+#: measured on the 2-core AMD EPYC (1 thread, batch 32 and 64): 4 was as fast as any of 1-16 and
+#: ~10 % faster than no chunks
+STEM_BATCH = 4
 
 
 def tf1_bilinear_matrix(n_in: int, n_out: int = INPUT_SIZE) -> torch.Tensor:
@@ -74,8 +82,9 @@ class FastInceptionV3(torch.nn.Module):
     ``(features, logits_unbiased (N, 1008))``, like torch-fidelity's module with those layers.
     """
 
-    def __init__(self, fidelity_module: torch.nn.Module) -> None:
+    def __init__(self, fidelity_module: torch.nn.Module, stem_batch: int = STEM_BATCH) -> None:
         super().__init__()
+        self.stem_batch = int(stem_batch)
         net = fold_batch_norms(copy.deepcopy(fidelity_module).float().eval())
         self.net = net.to(memory_format=torch.channels_last).requires_grad_(False)
         self._resize: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -94,8 +103,14 @@ class FastInceptionV3(torch.nn.Module):
     def forward(self, x: torch.Tensor, logits: bool = False):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 (N, 3, H, W) images, got {x.dtype} {tuple(x.shape)}")
-        y = self.resize(x).contiguous(memory_format=torch.channels_last)
-        for name in STAGES:
+        chunks = []
+        for start in range(0, len(x), self.stem_batch):
+            y = self.resize(x[start : start + self.stem_batch]).contiguous(memory_format=torch.channels_last)
+            for name in STEM:
+                y = getattr(self.net, name)(y)
+            chunks.append(y)
+        y = torch.cat(chunks) if len(chunks) != 1 else chunks[0]
+        for name in STAGES[len(STEM) :]:
             y = getattr(self.net, name)(y)
         feats = torch.flatten(y, 1).contiguous()
         if not logits:
@@ -103,4 +118,4 @@ class FastInceptionV3(torch.nn.Module):
         return feats, feats.mm(self.net.fc.weight.T)  # torch-fidelity's logits_unbiased (no bias)
 
 
-__all__ = ["FastInceptionV3", "fold_batch_norms", "tf1_bilinear_matrix", "STAGES"]
+__all__ = ["FastInceptionV3", "fold_batch_norms", "tf1_bilinear_matrix", "STAGES", "STEM"]
