@@ -4,7 +4,8 @@
 
 Each stage of torch-fidelity's ``FeatureExtractorInceptionV3.forward`` and of
 :class:`ganlab.metrics.inception_cpu.FastInceptionV3` runs alone on the previous stage's output (random 28x28 uint8 images, resized to 299x299), timed in process CPU time (so other
-jobs on a shared machine count less than in wall time; best of ``--repeats``); FLOPs from
+jobs on a shared machine count less than in wall time; best of ``--repeats``; every stage on the
+whole batch, i.e. without the fast path's stem chunking); FLOPs from
 ``torch.utils.flop_counter`` (one multiply-add = 2 FLOPs). Near the core's float32 peak there is
 little left for any float32 runtime to gain. Writes ``<out>/stages.json`` and ``<out>/stages.md``.
 """
