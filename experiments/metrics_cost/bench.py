@@ -21,7 +21,9 @@ demo DCGAN of ``conf/train.yaml`` for N generator steps first). Parts:
 3. **FID bias vs n_fake**: features of ``max(--bias-n-fake)`` samples extracted once; FID and KID
    of the first n samples, and mean +- std over disjoint blocks of n where there are >= 2 blocks.
 
-Writes ``<out>/results.json`` and ``<out>/results.md``.
+Writes ``<out>/results.json`` and ``<out>/results.md``. On a CPU the extractor is ganlab's fast path
+unless ``--cpu-path fidelity``; ``cpu_speed.py`` (same folder) compares the two paths' speed and
+numbers in one run, ``cpu_stages.py`` profiles them stage by stage.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def main() -> None:
     ap.add_argument("--fidelity-cached", action="store_true")
     ap.add_argument("--skip-fidelity", action="store_true")
     ap.add_argument("--weights-path", default=None)
+    ap.add_argument("--cpu-path", choices=["fast", "fidelity"], default=None,
+                    help="InceptionV3 forward on a CPU (default fast; fidelity = torch-fidelity's module as is)")
     ap.add_argument("--breakdown", action="store_true", help="also time FID, KID and PRC separately")
     ap.add_argument("--max-blocks", type=int, default=5, help="disjoint blocks per n_fake in the bias table")
     ap.add_argument("--out", default=str(REPO / "experiments" / "metrics_cost" / "results" / "run"))
@@ -155,7 +159,7 @@ def main() -> None:
                    "train_split_size": int(len(reals_all)), "image_shape": list(reals_all.shape[1:])}
     print(json.dumps(res["data"]), flush=True)
 
-    ext = InceptionExtractor(args.weights_path, device=args.device, batch_size=args.batch_size)
+    ext = InceptionExtractor(args.weights_path, device=args.device, batch_size=args.batch_size, cpu_path=args.cpu_path)
     res["extractor"] = ext.describe()
     weights_path = ext.weights.path
 

@@ -326,13 +326,31 @@ def _resolve(weights_path, cache_dir, allow_convert, allow_download) -> Inceptio
 
 # ---------------------------------------------------------------------------------------------
 # the extractor
+#: CPU forward passes: ``fast`` = :class:`ganlab.metrics.inception_cpu.FastInceptionV3` (BN folded,
+#: channels_last, matrix resize; same features to ~1e-5), ``fidelity`` = torch-fidelity's module as is
+CPU_PATHS = ("fast", "fidelity")
+CPU_PATH_ENV = "GANLAB_INCEPTION_CPU_PATH"
+
+
+def resolve_cpu_path(cpu_path: str | None = None) -> str:
+    """``cpu_path`` argument, else ``$GANLAB_INCEPTION_CPU_PATH``, else ``fast``."""
+    value = cpu_path or os.environ.get(CPU_PATH_ENV) or "fast"
+    if value not in CPU_PATHS:
+        raise ValueError(f"InceptionV3 cpu_path={value!r} (or ${CPU_PATH_ENV}): expected one of {', '.join(CPU_PATHS)}")
+    return value
+
+
 class InceptionExtractor:
     """torch-fidelity's InceptionV3 with the resolved weights; uint8 in, float32 CPU features out.
 
-    ``extract(images)`` accepts uint8 ``(N, C, H, W)`` (numpy or torch; C = 1 is repeated to 3) and
-    returns a ``(N, 2048)`` float32 CPU tensor; with ``logits=True`` it returns ``(features, logits)``
-    (1008 unbiased logits, what torch-fidelity's Inception Score uses) and needs weights with ``fc``.
-    ``images_processed`` / ``calls`` count the work done (the cache tests use them).
+    ``extract(images)`` accepts uint8 ``(N, C, H, W)`` (numpy or torch; C = 1 is copied to 3
+    channels, then resized like any RGB image: the "grayscale to 3 channels, bilinear to 299,
+    pool3" protocol) and returns a ``(N, 2048)`` float32 CPU tensor; with ``logits=True`` it returns
+    ``(features, logits)`` (1008 unbiased logits, what torch-fidelity's Inception Score uses) and
+    needs weights with ``fc``. ``images_processed`` / ``calls`` count the work done (the cache tests
+    use them). On a CPU the forward pass is :class:`~ganlab.metrics.inception_cpu.FastInceptionV3`
+    unless ``cpu_path="fidelity"`` (or ``$GANLAB_INCEPTION_CPU_PATH=fidelity``); other devices
+    always run torch-fidelity's module.
     """
 
     name = f"torch-fidelity-{EXTRACTOR_NAME}-pool3"
@@ -343,6 +361,7 @@ class InceptionExtractor:
         device: str | torch.device | None = "cpu",
         batch_size: int = 64,
         cache_dir: str | None = None,
+        cpu_path: str | None = None,
     ) -> None:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -356,6 +375,12 @@ class InceptionExtractor:
                 EXTRACTOR_NAME, layers, feature_extractor_weights_path=self.weights.path
             )
         self.model.to(self.device).eval().requires_grad_(False)
+        self.cpu_path = resolve_cpu_path(cpu_path) if self.device.type == "cpu" else "fidelity"
+        self.fast = None
+        if self.cpu_path == "fast":
+            from ganlab.metrics.inception_cpu import FastInceptionV3
+
+            self.fast = FastInceptionV3(self.model)
         self.calls = 0
         self.images_processed = 0
 
@@ -377,6 +402,10 @@ class InceptionExtractor:
             "interpolate_bilinear_2d_like_tensorflow1x (TF1 bilinear, align_corners=False, no antialias); "
             "grayscale repeated to 3 channels",
             "dtype": "uint8 input, float32 network",
+            # the extractor_id stays the same on both paths: their features agree to ~1e-5, so a
+            # reference cached by one serves the other
+            "forward": "ganlab FastInceptionV3 (CPU: BN folded into convs, channels_last, TF1 bilinear as "
+            "matrix products)" if self.fast is not None else "torch-fidelity FeatureExtractorInceptionV3.forward",
         }
 
     @torch.no_grad()
@@ -388,7 +417,7 @@ class InceptionExtractor:
         feats, logs = [], []
         for start in range(0, n, bs):
             x = as_uint8_rgb(images[start : start + bs]).to(self.device)
-            out = self.model(x)
+            out = self.fast(x, logits=self.has_logits) if self.fast is not None else self.model(x)
             self.calls += 1
             self.images_processed += x.shape[0]
             feats.append(out[0].float().cpu())
@@ -427,15 +456,16 @@ _EXTRACTORS: dict[tuple, InceptionExtractor] = {}
 
 
 def get_inception_extractor(
-    weights_path: str | None = None, device: str | None = "cpu", batch_size: int = 64
+    weights_path: str | None = None, device: str | None = "cpu", batch_size: int = 64, cpu_path: str | None = None
 ) -> InceptionExtractor:
-    """A process-wide shared :class:`InceptionExtractor` per (weights, device)."""
+    """A process-wide shared :class:`InceptionExtractor` per (weights, device, CPU path)."""
     w = resolve_inception_weights(weights_path)
     dev = resolve_device(device)
-    key = (w.path, w.sha256, dev)
+    path = resolve_cpu_path(cpu_path) if torch.device(dev).type == "cpu" else "fidelity"
+    key = (w.path, w.sha256, dev, path)
     ext = _EXTRACTORS.get(key)
     if ext is None:
-        ext = InceptionExtractor(weights_path, dev, batch_size)
+        ext = InceptionExtractor(weights_path, dev, batch_size, cpu_path=path)
         _EXTRACTORS[key] = ext
     ext.batch_size = int(batch_size)
     return ext
@@ -445,11 +475,13 @@ __all__: Sequence[str] = [
     "InceptionExtractor",
     "InceptionWeights",
     "InceptionWeightsError",
+    "CPU_PATHS",
     "as_uint8_rgb",
     "check_against_torchscript",
     "convert_fid_helper_weights",
     "convert_torchscript_state_dict",
     "get_inception_extractor",
     "resolve_inception_weights",
+    "resolve_cpu_path",
     "resolve_device",
 ]
