@@ -141,7 +141,8 @@ class Evaluator:
         self.device = str(choose_device(device))
         self.protocol, self.sizes_note = self.requested.sized_for(self.device)
         if self.extractor is None:
-            self.extractor = get_inception_extractor(self.protocol.weights_path, self.device, self.protocol.batch_size)
+            self.extractor = get_inception_extractor(self.protocol.weights_path, self.device, self.protocol.batch_size,
+                                                     self.protocol.cpu_path)
         if "is" in self.protocol.metrics and not getattr(self.extractor, "has_logits", False):
             self.skipped["is"] = ("Inception Score needs the original weights file with the logits layer (fc); "
                                   "the weights in use have none")

@@ -45,6 +45,7 @@ class Protocol:
     metric_seed: int
     reference_subset_seed: int
     weights_path: str | None
+    cpu_path: str | None
     cache_dir: str | None
     use_cache: bool
     sizes: str
