@@ -55,9 +55,13 @@ def train_cmd(run: Path, cache: Path, *extra: str) -> list[str]:
             f"paths.cache_dir={cache}", *TINY, *extra]
 
 
-def weights(ckpt: Path) -> dict:
-    from ganlab.models import load_gan
+def load_gan(ckpt: Path):
+    from ganlab.models import load_gan as load
 
+    return load(ckpt)
+
+
+def weights(ckpt: Path) -> dict:
     return load_gan(ckpt).state_dict()
 
 
@@ -66,7 +70,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 def temps(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name or ".partial-" in p.name or ".old-" in p.name)
+    """Temp / staging files: hidden names (``.<name>.tmp-<pid>``) or any name with tmp / partial / old in it."""
+    return sorted(p.name for p in folder.rglob("*") if ".hydra" not in p.parts
+                  and (p.name.startswith(".") or any(m in p.name for m in (".tmp", "tmp-", ".partial-", ".old-"))))
 
 
 def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int, list[str]]:
@@ -81,54 +87,76 @@ def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int
     raise RuntimeError(f"{run}: did not finish after {limit} resumes:\n{p.stderr[-2000:]}")
 
 
-def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, delay: float, nth_write: int = 1) -> dict:
+def periodic(step: int) -> str:
+    return f"gstep_{step:06d}.ckpt"
+
+
+def save_interval(run: Path) -> float:
+    """Seconds between two periodic checkpoints of a finished run (mtimes of the top-3 it keeps)."""
+    t = sorted(p.stat().st_mtime for p in (run / "checkpoints").glob("gstep_*.ckpt"))
+    return (t[-1] - t[0]) / (len(t) - 1)
+
+
+def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, after: int, delay: float) -> dict:
+    """Start a run, wait for its periodic checkpoint ``gstep_<after>`` to exist, then SIGKILL it:
+
+    * ``between_saves``: ``delay`` seconds later (drawn below one save interval);
+    * ``during_write``: the moment a checkpoint temp file appears after that (the next write:
+      ``last.ckpt`` of the same step, or the next periodic save).
+    """
     proc = subprocess.Popen(train_cmd(run, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env(tmpdir, cache), cwd=REPO)
     t0 = time.time()
     ckdir = run / "checkpoints"
-    mid_write = False
-    if mode == "during_write":  # kill while the nth_write-th checkpoint temp file exists
-        seen: set[str] = set()
-        while proc.poll() is None and time.time() - t0 < 240:
-            names = [n for n in os.listdir(ckdir) if ".tmp-" in n] if ckdir.is_dir() else []
-            seen.update(names)
-            if names and len(seen) >= nth_write:
-                mid_write = True
-                break
+    target = ckdir / periodic(after)
+    while proc.poll() is None and not target.exists() and time.time() - t0 < 300:
+        time.sleep(0.002)
+    t_ck = time.time()
+    if mode == "during_write":
+        while proc.poll() is None and time.time() - t_ck < 120 and not temps(ckdir):
+            time.sleep(0.0005)
     else:
-        while proc.poll() is None and time.time() - t0 < delay:
-            time.sleep(0.005)
+        while proc.poll() is None and time.time() - t_ck < delay:
+            time.sleep(0.002)
+    seen = temps(ckdir) if ckdir.is_dir() else []
     finished = proc.poll() is not None
     if not finished:
-        if not mid_write and ckdir.is_dir():
-            mid_write = any(".tmp-" in n for n in os.listdir(ckdir))
         proc.send_signal(signal.SIGKILL)
     proc.wait()
-    left = temps(ckdir) if ckdir.is_dir() else []
-    ckpts = sorted(p.name for p in ckdir.glob("*.ckpt")) if ckdir.is_dir() else []
-    return {"killed_at_s": round(time.time() - t0, 3), "finished_before_kill": finished,
-            "temp_file_at_kill": mid_write or bool(left), "checkpoints_after_kill": ckpts}
+    t_kill = time.time()
+    left = temps(ckdir) if ckdir.is_dir() else []  # a temp file the dead process left: the kill was mid-write
+    from ganlab.checkpoints import newest_loadable
+
+    newest = newest_loadable(ckdir) if ckdir.is_dir() else None
+    newest_step = load_gan(newest).generator_step if newest else 0
+    return {"killed_at_s": round(t_kill - t0, 3), "killed_s_after_target_ckpt": round(t_kill - t_ck, 3),
+            "finished_before_kill": finished, "temp_seen_before_kill": seen, "temp_left_by_kill": left,
+            "checkpoints_after_kill": sorted(p.name for p in ckdir.glob("*.ckpt")) if ckdir.is_dir() else [],
+            "newest_loadable_at_kill": newest.name if newest else None, "newest_step_at_kill": newest_step,
+            "mid_run_after_a_checkpoint": not finished and EVERY <= newest_step < STEPS}
 
 
-def training_trials(args, work: Path, reference: dict, cache: Path, total_s: float) -> list[dict]:
+def training_trials(args, work: Path, reference: dict, cache: Path, interval: float) -> list[dict]:
     rng = random.Random(args.seed)
     rows = []
     for i in range(args.trials):
-        mode = "during_write" if i % 2 else "random_time"
+        mode = "during_write" if i % 2 else "between_saves"
         tmp_fs = "/dev/shm (tmpfs, other fs)" if (i // 2) % 2 else "run folder's disk (same fs)"
         tmpdir = "/dev/shm" if (i // 2) % 2 else str(work)
         run = work / f"trial{i:02d}"
         shutil.rmtree(run, ignore_errors=True)
-        delay = rng.uniform(0.5, total_s)
-        nth = rng.randint(1, 2 * (STEPS // EVERY))  # 7 periodic saves write gstep_* and last.ckpt each
-        row = {"trial": i, "kill": mode if mode == "random_time" else f"during checkpoint write #{nth}",
-               "tmpdir": tmp_fs, **kill_training(run, cache, tmpdir, mode, delay, nth)}
+        after = EVERY * rng.randint(1, STEPS // EVERY - 1)  # a periodic save that is not the run's last one
+        delay = rng.uniform(0.0, interval)
+        kill = f"{delay:.2f} s after {periodic(after)}" if mode == "between_saves" else f"next write after {periodic(after)}"
+        row = {"trial": i, "mode": mode, "kill": kill, "tmpdir": tmp_fs,
+               **kill_training(run, cache, tmpdir, mode, after, delay)}
         launches, skipped = run_to_end(run, cache, tmpdir)
         row["resumed_from"] = _resume_point(run)
         row["launches_to_finish"] = launches
         row["damaged_skipped"] = len(skipped)
+        row["final_step"] = load_gan(run / "checkpoints" / "last.ckpt").generator_step
         row["identical_to_uninterrupted"] = same(weights(run / "checkpoints" / "last.ckpt"), reference)
-        row["stray_files_after"] = temps(run)
+        row["stray_files_after"] = temps(run / "checkpoints")
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -332,6 +360,32 @@ def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
     return rows
 
 
+def distribution(t: list[dict]) -> list[str]:
+    """The placement and outcome counts the README quotes."""
+    n = len(t)
+    mid = sum(r["mid_run_after_a_checkpoint"] for r in t)
+    mid_ok = sum(r["mid_run_after_a_checkpoint"] and r["identical_to_uninterrupted"] and not r["stray_files_after"]
+                 and r["resumed_from"] != "scratch" for r in t)
+    writes = sum(bool(r["temp_file_left_by_kill"]) for r in t)
+    steps = sorted({r["newest_step_at_kill"] for r in t})
+    by_step = ", ".join(f"step {s}: {sum(r['newest_step_at_kill'] == s for r in t)}" for s in steps)
+    sources = sorted({r["resumed_from"] for r in t})
+    by_source = ", ".join(f"{s}: {sum(r['resumed_from'] == s for r in t)}" for s in sources)
+    return [f"- killed mid-run after at least one checkpoint existed: **{mid}/{n}** "
+            f"(finished before the kill: {sum(r['finished_before_kill'] for r in t)}; no checkpoint yet: "
+            f"{sum(r['newest_step_at_kill'] == 0 for r in t)})",
+            f"- killed during a checkpoint write (the killed process left its temp file): **{writes}/{n}** "
+            f"(during_write mode: {sum(bool(r['temp_file_left_by_kill']) for r in t if r['mode'] == 'during_write')}"
+            f"/{sum(r['mode'] == 'during_write' for r in t)}; between_saves mode: "
+            f"{sum(bool(r['temp_file_left_by_kill']) for r in t if r['mode'] == 'between_saves')}"
+            f"/{sum(r['mode'] == 'between_saves' for r in t)})",
+            f"- newest checkpoint at the kill (what `ckpt_path=auto` resumes): {by_step}",
+            f"- resumed from (train.log): {by_source}",
+            f"- **{mid_ok}/{mid}** mid-run kills resumed from a checkpoint and ended with weights identical "
+            f"(`torch.equal`) to the uninterrupted run, no stray file in `checkpoints/`; "
+            f"{sum(r['identical_to_uninterrupted'] for r in t)}/{n} identical overall"]
+
+
 def markdown(res: dict) -> str:
     t = res["training"]
     lines = ["# Fault-injection results", "", f"Command: `{res['command']}`  ", f"Measured: {res['when']}, "
@@ -341,16 +395,17 @@ def markdown(res: dict) -> str:
         lines += [f"Sections after the training table rerun with `{r['command']}` at {r['when']} "
                   f"({res.get('rerun_seconds', 0):.0f} s).", ""]
     lines += [
-             f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY})", "",
-             "| # | kill | TMPDIR | killed at (s) | temp file at kill | resumed from | launches | identical | stray files |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY}, "
+             f"one save interval ~{res.get('save_interval_s', float('nan')):.2f} s)", "",
+             "| # | kill | TMPDIR | killed at (s) | newest checkpoint at kill | temp file left by kill | "
+             "resumed from | launches | final step | identical | stray files |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in t:
-        lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | {r['temp_file_at_kill']} | "
-                     f"{r['resumed_from']} | {r['launches_to_finish']} | {r['identical_to_uninterrupted']} | "
-                     f"{len(r['stray_files_after'])} |")
-    ok = sum(r["identical_to_uninterrupted"] and not r["stray_files_after"] for r in t)
-    lines += ["", f"**{ok}/{len(t)}** runs ended with weights identical to the uninterrupted run and no stray file; "
-              f"{sum(r['temp_file_at_kill'] for r in t)} kills landed while a checkpoint temp file existed.", ""]
+        lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | "
+                     f"{r['newest_loadable_at_kill']} (step {r['newest_step_at_kill']}) | "
+                     f"{', '.join(r['temp_file_left_by_kill']) or '-'} | {r['resumed_from']} | {r['launches_to_finish']} | "
+                     f"{r['final_step']} | {r['identical_to_uninterrupted']} | {len(r['stray_files_after'])} |")
+    lines += [""] + distribution(t) + [""]
     for title, key in (("kill -9 during a cache build / generate", "other_kills"), ("Disk full", "disk_full"),
                        ("Damaged and malicious checkpoints", "damaged")):
         lines += [f"## {title}", ""]
@@ -388,11 +443,13 @@ def main() -> None:
         t1 = time.time()
         subprocess.run(train_cmd(work / "timing", cache), check=True, capture_output=True,
                        env=env(str(work), cache), cwd=REPO)
-        total_s = time.time() - t1  # one warm run: kills are drawn over its duration
+        total_s = time.time() - t1  # one warm run
+        interval = save_interval(work / "timing")  # between_saves kills are drawn below one save interval
         reference = weights(ref_run / "checkpoints" / "last.ckpt")
         res = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
-               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2)}
-        res["training"] = training_trials(args, work, reference, cache, total_s)
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2),
+               "save_interval_s": round(interval, 3)}
+        res["training"] = training_trials(args, work, reference, cache, interval)
     res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
     res["disk_full"] = disk_full_trials(work, cache, ref_run)
     res["damaged"] = damaged_trials(work, cache, ref_run)
