@@ -366,7 +366,7 @@ def distribution(t: list[dict]) -> list[str]:
     mid = sum(r["mid_run_after_a_checkpoint"] for r in t)
     mid_ok = sum(r["mid_run_after_a_checkpoint"] and r["identical_to_uninterrupted"] and not r["stray_files_after"]
                  and r["resumed_from"] != "scratch" for r in t)
-    writes = sum(bool(r["temp_file_left_by_kill"]) for r in t)
+    writes = sum(bool(r["temp_left_by_kill"]) for r in t)
     steps = sorted({r["newest_step_at_kill"] for r in t})
     by_step = ", ".join(f"step {s}: {sum(r['newest_step_at_kill'] == s for r in t)}" for s in steps)
     sources = sorted({r["resumed_from"] for r in t})
@@ -375,9 +375,9 @@ def distribution(t: list[dict]) -> list[str]:
             f"(finished before the kill: {sum(r['finished_before_kill'] for r in t)}; no checkpoint yet: "
             f"{sum(r['newest_step_at_kill'] == 0 for r in t)})",
             f"- killed during a checkpoint write (the killed process left its temp file): **{writes}/{n}** "
-            f"(during_write mode: {sum(bool(r['temp_file_left_by_kill']) for r in t if r['mode'] == 'during_write')}"
+            f"(during_write mode: {sum(bool(r['temp_left_by_kill']) for r in t if r['mode'] == 'during_write')}"
             f"/{sum(r['mode'] == 'during_write' for r in t)}; between_saves mode: "
-            f"{sum(bool(r['temp_file_left_by_kill']) for r in t if r['mode'] == 'between_saves')}"
+            f"{sum(bool(r['temp_left_by_kill']) for r in t if r['mode'] == 'between_saves')}"
             f"/{sum(r['mode'] == 'between_saves' for r in t)})",
             f"- newest checkpoint at the kill (what `ckpt_path=auto` resumes): {by_step}",
             f"- resumed from (train.log): {by_source}",
@@ -390,7 +390,12 @@ def markdown(res: dict) -> str:
     t = res["training"]
     lines = ["# Fault-injection results", "", f"Command: `{res['command']}`  ", f"Measured: {res['when']}, "
              f"{res['seconds']:.0f} s wall on the shared 2-core CPU.", ""]
-    if "rerun_of_sections_2_4" in res:
+    if "sections_2_4_from" in res:
+        r = res["sections_2_4_from"]
+        lines += [f"Sections after the training table are from an earlier run (`{r['command']}`, {r['when']}"
+                  + (f"; rerun `{r['rerun_of_sections_2_4']['command']}` at {r['rerun_of_sections_2_4']['when']}"
+                     if r.get("rerun_of_sections_2_4") else "") + "), not rerun with this one.", ""]
+    elif "rerun_of_sections_2_4" in res:
         r = res["rerun_of_sections_2_4"]
         lines += [f"Sections after the training table rerun with `{r['command']}` at {r['when']} "
                   f"({res.get('rerun_seconds', 0):.0f} s).", ""]
@@ -403,7 +408,7 @@ def markdown(res: dict) -> str:
     for r in t:
         lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | "
                      f"{r['newest_loadable_at_kill']} (step {r['newest_step_at_kill']}) | "
-                     f"{', '.join(r['temp_file_left_by_kill']) or '-'} | {r['resumed_from']} | {r['launches_to_finish']} | "
+                     f"{', '.join(r['temp_left_by_kill']) or '-'} | {r['resumed_from']} | {r['launches_to_finish']} | "
                      f"{r['final_step']} | {r['identical_to_uninterrupted']} | {len(r['stray_files_after'])} |")
     lines += [""] + distribution(t) + [""]
     for title, key in (("kill -9 during a cache build / generate", "other_kills"), ("Disk full", "disk_full"),
@@ -423,9 +428,19 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent))
     ap.add_argument("--skip-training", action="store_true",
                     help="rerun sections 2-4 only, keeping section 1 of an existing results.json")
+    ap.add_argument("--training-only", action="store_true",
+                    help="rerun section 1 only, keeping sections 2-4 of an existing results.json")
+    ap.add_argument("--rows-from", metavar="LOG",
+                    help="no new trials: section 1 from the rows a stopped run printed to LOG (its --work still "
+                         "holds timing/); with --training-only")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args()
+    if args.markdown_only:
+        out = Path(args.out)
+        (out / "results.md").write_text(markdown(json.loads((out / "results.json").read_text())))
+        return
     work = Path(args.work)
-    if not args.skip_training:
+    if not (args.skip_training or args.rows_from):
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
@@ -437,6 +452,11 @@ def main() -> None:
         res = json.loads((out / "results.json").read_text())
         res["rerun_of_sections_2_4"] = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
                                        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    elif args.rows_from:
+        rows = [json.loads(ln) for ln in Path(args.rows_from).read_text().splitlines() if ln.startswith('{"trial"')]
+        res = {"command": f"rows of a stopped run, from its log {args.rows_from}", "when": time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(Path(args.rows_from).stat().st_mtime)), "run_seconds": None,
+            "save_interval_s": round(save_interval(work / "timing"), 3), "training": rows}
     else:
         subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache),
                        cwd=REPO)
@@ -450,10 +470,17 @@ def main() -> None:
                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2),
                "save_interval_s": round(interval, 3)}
         res["training"] = training_trials(args, work, reference, cache, interval)
-    res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
-    res["disk_full"] = disk_full_trials(work, cache, ref_run)
-    res["damaged"] = damaged_trials(work, cache, ref_run)
+    if args.training_only:
+        old = json.loads((out / "results.json").read_text())
+        res.update({k: old[k] for k in ("other_kills", "disk_full", "damaged")})
+        res["sections_2_4_from"] = {k: old.get(k) for k in ("command", "when", "rerun_of_sections_2_4")}
+    else:
+        res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
+        res["disk_full"] = disk_full_trials(work, cache, ref_run)
+        res["damaged"] = damaged_trials(work, cache, ref_run)
     res["seconds" if not args.skip_training else "rerun_seconds"] = time.time() - t0
+    if args.rows_from:  # the stopped run's section 1: from its reference run to its last printed row
+        res["seconds"] = Path(args.rows_from).stat().st_mtime - (work / "reference").stat().st_mtime
     (out / "results.json").write_text(json.dumps(res, indent=1))
     (out / "results.md").write_text(markdown(res))
     print(markdown(res))

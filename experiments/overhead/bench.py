@@ -131,6 +131,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for results.json and results.md (the figures the README quotes)")
     args = p.parse_args()
     images, _ = render_faces(2048, resolution=args.resolution, seed=0)
     plain, ours = [], []
@@ -143,10 +144,31 @@ def main():
     # to load that drifts between repeats on a shared machine
     ratio = statistics.median(o / p for o, p in zip(ours, plain))
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print("\n| device | resolution | width | batch | plain loop (img/s, median) | ganlab (img/s, median) | ganlab / plain (median of paired ratios) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {ratio:.3f} |")
-    print(f"torch {torch.__version__}, lightning {L.__version__}, ganlab {ganlab.__version__}")
+    table = "\n".join([
+        "| device | resolution | width | batch | plain loop (img/s, median) | ganlab (img/s, median) | ganlab / plain (median of paired ratios) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {ratio:.3f} |",
+        f"torch {torch.__version__}, lightning {L.__version__}, ganlab {ganlab.__version__}"])
+    print("\n" + table)
+    if args.out:
+        write_results(args.out, vars(args), {"plain_img_s": plain, "ganlab_img_s": ours, "median_paired_ratio": ratio,
+                                             "device": dev}, table)
+
+
+def write_results(out: str, args: dict, result: dict, table: str) -> None:
+    """``results.json`` (command, time, load, every repeat) and ``results.md`` (the table)."""
+    import json
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python " + " ".join(sys.argv), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_after": os.getloadavg(), "cpu_count": os.cpu_count(), "args": args}
+    (Path(out) / "results.json").write_text(json.dumps({**meta, **result}, indent=1))
+    (Path(out) / "results.md").write_text(f"Command: `{meta['command']}` ({meta['when']}, load average after "
+                                          f"{meta['load_average_after'][0]:.1f})\n\n{table}\n")
 
 
 if __name__ == "__main__":
