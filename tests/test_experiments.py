@@ -31,6 +31,11 @@ def roots(tmp_path_factory):
     return {"CelebA": base / "celeba", "Folder": base / "folder", "FashionMNIST": base / "fashion", "Faces": None}
 
 
+def data_overrides(source: str, roots: dict) -> list[str]:
+    """The stand-in's root, or for the procedural faces a small count (not 20,000 rendered per run)."""
+    return ["data.source.num_images=64"] if roots[source] is None else [f"data.root={roots[source]}"]
+
+
 def test_experiments_found():
     assert {"dcgan_celeba", "dcgan_celeba128", "mlp_celeba", "dcgan_faces_folder", "sngan_celeba"} <= set(EXPERIMENTS)
 
@@ -43,8 +48,7 @@ def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     source = make_cfg(tmp_path, f"experiment={name}", tiny=False).data.source._target_.rsplit(".", 1)[-1]
     overrides = [f"experiment={name}", "trainer.fast_dev_run=true", "trainer.accelerator=cpu",
                  "data.batch_size=8", "logger=[]", "callbacks=none", "trainer.enable_progress_bar=false"]
-    if roots[source] is not None:
-        overrides.append(f"data.root={roots[source]}")
+    overrides += data_overrides(source, roots)
     cfg = make_cfg(tmp_path, *overrides, tiny=False)
     if "max_images" in cfg.data:
         cfg.data.max_images = None
@@ -70,8 +74,7 @@ def test_experiment_resumes(name, roots, tmp_path, make_cfg):
     base = [f"experiment={name}", "trainer.accelerator=cpu", "data.batch_size=8", "logger=[]",
             "callbacks=[model_checkpoint]", "trainer.enable_progress_bar=false", "checkpoint_every=1",
             "++trainer.enable_model_summary=false", "trainer.deterministic=true", "generator_steps=2"]
-    if roots[source] is not None:
-        base.append(f"data.root={roots[source]}")
+    base += data_overrides(source, roots)
 
     def cfg(folder, *extra):
         c = make_cfg(folder, *base, *extra, tiny=False)

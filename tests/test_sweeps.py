@@ -116,7 +116,7 @@ def test_optuna_sweep_two_trials(tmp_path):
 
 
 def test_diverged_job_does_not_stop_the_sweep(tmp_path):
-    """Two sweep subprocesses of 2 jobs x 6 tiny steps (SGD lr=100 makes D's loss non-finite by then)."""
+    """One sweep subprocess, 2 jobs x 6 tiny steps (SGD lr=100 makes D's loss non-finite by then)."""
     proc = run_sweep(tmp_path, "data.source.num_images=96", "generator_steps=6", "optimized_metric=loss/g",
                      "model.d_optimizer._target_=torch.optim.SGD", "~model.d_optimizer.betas",
                      "model.d_optimizer.lr=100,0.0002")
@@ -128,7 +128,10 @@ def test_diverged_job_does_not_stop_the_sweep(tmp_path):
     rep = report.make_report(sweep)
     assert [r[-1] for r in rep["rows"]] == ["completed", "failed"]
 
-    # Optuna: a diverged trial reports +inf (NaN would abort the study in optuna 2.x)
+
+@pytest.mark.slow  # a second sweep subprocess (~20 CPU-s); the basic sweep above is in the default suite
+def test_diverged_optuna_trial_reports_inf(tmp_path):
+    """Optuna: a diverged trial reports +inf (NaN would abort the study in optuna 2.x)."""
     proc = run_sweep(tmp_path / "optuna", "hparams_search=dcgan_optuna", "~callbacks.metrics", "optimized_metric=loss/g",
                      "data.source.num_images=96", "generator_steps=6", "hydra.sweeper.n_trials=2",
                      "model.d_optimizer._target_=torch.optim.SGD", "~model.d_optimizer.betas", "model.d_optimizer.lr=100")
