@@ -109,7 +109,7 @@ def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, after: int, de
     t0 = time.time()
     ckdir = run / "checkpoints"
     target = ckdir / periodic(after)
-    while proc.poll() is None and not target.exists() and time.time() - t0 < 300:
+    while proc.poll() is None and not target.exists() and time.time() - t0 < 3600:  # a loaded machine is slow
         time.sleep(0.002)
     t_ck = time.time()
     if mode == "during_write":
@@ -148,6 +148,8 @@ def training_trials(args, work: Path, reference: dict, cache: Path, interval: fl
         after = EVERY * rng.randint(1, STEPS // EVERY - 1)  # a periodic save that is not the run's last one
         delay = rng.uniform(0.0, interval)
         kill = f"{delay:.2f} s after {periodic(after)}" if mode == "between_saves" else f"next write after {periodic(after)}"
+        if args.only_trials and i not in args.only_trials:
+            continue  # the same draws as a full run: trial i is placed as it was there
         row = {"trial": i, "mode": mode, "kill": kill, "tmpdir": tmp_fs,
                **kill_training(run, cache, tmpdir, mode, after, delay)}
         launches, skipped = run_to_end(run, cache, tmpdir)
@@ -411,6 +413,12 @@ def markdown(res: dict) -> str:
                      f"{', '.join(r['temp_left_by_kill']) or '-'} | {r['resumed_from']} | {r['launches_to_finish']} | "
                      f"{r['final_step']} | {r['identical_to_uninterrupted']} | {len(r['stray_files_after'])} |")
     lines += [""] + distribution(t) + [""]
+    for r in res.get("superseded_rows", []):
+        lines += [f"Trial {r['trial']} was run again with the same draws (its row above is from `{r['superseded_by']}`); "
+                  f"the first attempt: killed at {r['killed_at_s']} s, newest checkpoint at the kill "
+                  f"{r['newest_loadable_at_kill']} (step {r['newest_step_at_kill']}), mid-run after a checkpoint: "
+                  f"{r['mid_run_after_a_checkpoint']}, resumed from {r['resumed_from']}, identical: "
+                  f"{r['identical_to_uninterrupted']}.", ""]
     for title, key in (("kill -9 during a cache build / generate", "other_kills"), ("Disk full", "disk_full"),
                        ("Damaged and malicious checkpoints", "damaged")):
         lines += [f"## {title}", ""]
@@ -430,9 +438,12 @@ def main() -> None:
                     help="rerun sections 2-4 only, keeping section 1 of an existing results.json")
     ap.add_argument("--training-only", action="store_true",
                     help="rerun section 1 only, keeping sections 2-4 of an existing results.json")
-    ap.add_argument("--rows-from", metavar="LOG",
-                    help="no new trials: section 1 from the rows a stopped run printed to LOG (its --work still "
-                         "holds timing/); with --training-only")
+    ap.add_argument("--rows-from", metavar="LOG", nargs="+",
+                    help="no new trials: section 1 from the rows runs printed to LOGs (a later log's row replaces "
+                         "the same trial's; --work still holds reference/ and timing/); with --training-only")
+    ap.add_argument("--only-trials", type=int, nargs="+",
+                    help="run just these trials of section 1 (same draws as the full run), reusing --work's "
+                         "reference/ and timing/; prints the rows, writes no results")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args()
     if args.markdown_only:
@@ -440,7 +451,7 @@ def main() -> None:
         (out / "results.md").write_text(markdown(json.loads((out / "results.json").read_text())))
         return
     work = Path(args.work)
-    if not (args.skip_training or args.rows_from):
+    if not (args.skip_training or args.rows_from or args.only_trials):
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
@@ -452,11 +463,23 @@ def main() -> None:
         res = json.loads((out / "results.json").read_text())
         res["rerun_of_sections_2_4"] = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
                                        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    elif args.only_trials:
+        training_trials(args, work, weights(ref_run / "checkpoints" / "last.ckpt"), cache, save_interval(work / "timing"))
+        return
     elif args.rows_from:
-        rows = [json.loads(ln) for ln in Path(args.rows_from).read_text().splitlines() if ln.startswith('{"trial"')]
-        res = {"command": f"rows of a stopped run, from its log {args.rows_from}", "when": time.strftime(
-            "%Y-%m-%d %H:%M UTC", time.gmtime(Path(args.rows_from).stat().st_mtime)), "run_seconds": None,
-            "save_interval_s": round(save_interval(work / "timing"), 3), "training": rows}
+        rows: dict[int, dict] = {}
+        superseded = []
+        for log in args.rows_from:
+            for ln in Path(log).read_text().splitlines():
+                if ln.startswith('{"trial"'):
+                    row = json.loads(ln)
+                    if row["trial"] in rows:
+                        superseded.append({**rows[row["trial"]], "superseded_by": log})
+                    rows[row["trial"]] = {**row, "log": log}
+        res = {"command": "rows printed by: " + "; ".join(args.rows_from), "when": time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(Path(args.rows_from[0]).stat().st_mtime)), "run_seconds": None,
+            "save_interval_s": round(save_interval(work / "timing"), 3),
+            "training": [rows[i] for i in sorted(rows)], "superseded_rows": superseded}
     else:
         subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache),
                        cwd=REPO)
@@ -480,7 +503,7 @@ def main() -> None:
         res["damaged"] = damaged_trials(work, cache, ref_run)
     res["seconds" if not args.skip_training else "rerun_seconds"] = time.time() - t0
     if args.rows_from:  # the stopped run's section 1: from its reference run to its last printed row
-        res["seconds"] = Path(args.rows_from).stat().st_mtime - (work / "reference").stat().st_mtime
+        res["seconds"] = Path(args.rows_from[0]).stat().st_mtime - (work / "reference").stat().st_mtime
     (out / "results.json").write_text(json.dumps(res, indent=1))
     (out / "results.md").write_text(markdown(res))
     print(markdown(res))
