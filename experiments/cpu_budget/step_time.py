@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=1 python experiments/cpu_budget/step_time.py [--widths 64 32 16] [--steps 3]
 
 ganlab's DCGAN G and D (``ganlab.models.networks.dcgan``) at 64 px, batch 64, one thread: one D
-step (non-saturating BCE on a real and a fake batch) and one G step, each with Adam(2e-4,
-0.5/0.999), timed for ``--steps`` steps after one warm-up step. Both the process CPU time and the
+step (non-saturating BCE on a real and a fake batch) and one G step through a frozen D, each with
+Adam(2e-4, 0.5/0.999) (``plain_step`` of ``experiments/overhead/bench.py``), timed for ``--steps`` steps after one warm-up step. Both the process CPU time and the
 wall time per step are recorded: on a shared machine the wall time depends on the load, the CPU
 time much less. Writes ``results/step_time.json`` and ``results/step_time.md`` beside this file.
 """
@@ -20,41 +20,26 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "overhead"))
+from bench import ADAM, plain_step  # noqa: E402  (experiments/overhead: the same textbook step)
+
 from ganlab.models.networks.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
 
 RESOLUTION, BATCH, Z = 64, 64, 100
-
-
-def one_step(G, D, opt_g, opt_d, real: torch.Tensor) -> None:
-    z = torch.randn(BATCH, Z)
-    fake = G(z)
-    d_real, d_fake = D(real), D(fake.detach())
-    loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-        F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-    d_fake = D(fake)
-    loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
 
 
 def time_width(width: int, steps: int) -> dict:
     torch.manual_seed(0)
     G = DCGANGenerator(z_dim=Z, resolution=RESOLUTION, base_width=width)
     D = DCGANDiscriminator(resolution=RESOLUTION, base_width=width)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g, opt_d = ADAM(G.parameters()), ADAM(D.parameters())
     real = torch.rand(BATCH, 3, RESOLUTION, RESOLUTION) * 2 - 1
-    one_step(G, D, opt_g, opt_d, real)  # warm-up
+    plain_step(G, D, opt_g, opt_d, real, torch.randn(BATCH, Z))  # warm-up
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(steps):
-        one_step(G, D, opt_g, opt_d, real)
+        plain_step(G, D, opt_g, opt_d, real, torch.randn(BATCH, Z))
     cpu, wall = (time.process_time() - c0) / steps, (time.perf_counter() - w0) / steps
     return {"base_width": width, "cpu_s_per_step": round(cpu, 3), "wall_s_per_step": round(wall, 3),
             "params_g": sum(p.numel() for p in G.parameters()), "params_d": sum(p.numel() for p in D.parameters())}

@@ -45,6 +45,24 @@ def networks(args):
     return g, d
 
 
+def plain_step(g, d, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor) -> None:
+    """One textbook DCGAN step: fakes made once, D on detached fakes, G through a frozen D."""
+    fake = g(z)
+    d_real, d_fake = d(real), d(fake.detach())
+    loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
+        F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    d.requires_grad_(False)
+    out = d(fake)
+    loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    d.requires_grad_(True)
+
+
 def plain_loop(args, images: torch.Tensor) -> float:
     device = torch.device(args.device)
     g, d = (m.to(device) for m in networks(args))
@@ -55,22 +73,7 @@ def plain_loop(args, images: torch.Tensor) -> float:
         stamps.append(time.perf_counter())
         idx = np.sort(rng.choice(len(images), args.batch, replace=False))
         real = to_float(images[idx].to(device, non_blocking=True))
-        fake = g(torch.randn(args.batch, 100, device=device))
-        # discriminator
-        d_real, d_fake = d(real), d(fake.detach())
-        loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-            F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator through a frozen discriminator
-        d.requires_grad_(False)
-        out = d(fake)
-        loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        d.requires_grad_(True)
+        plain_step(g, d, opt_g, opt_d, real, torch.randn(args.batch, 100, device=device))
         if device.type == "cuda":
             torch.cuda.synchronize()
     return args.steps * args.batch / (stamps[-1] - stamps[args.warmup])
