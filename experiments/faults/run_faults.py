@@ -4,11 +4,17 @@
 
 Writes ``experiments/faults/results.json`` and ``results.md`` (the table the README quotes).
 
-1. ``kill -9`` at ``--trials`` random moments of a tiny deterministic CPU training run (half at
-   a uniformly random time, half the moment a checkpoint temp file appears, i.e. during a
-   checkpoint write), with ``$TMPDIR`` on the run folder's filesystem (disk) or on another one
-   (``/dev/shm``, tmpfs); then ``ckpt_path=auto`` until the run ends. Each must end with weights
-   identical (``torch.equal``) to an uninterrupted run, and no temp file may be left.
+1. ``kill -9`` of a tiny deterministic CPU training run (30 generator steps, a checkpoint every
+   4), ``--trials`` times, always mid-training after at least one checkpoint exists: each trial
+   draws a periodic checkpoint that is not the run's last (``gstep_000004`` .. ``gstep_000024``)
+   and waits for it to appear; then even trials (``between_saves``) kill after a random delay
+   below one save interval, odd trials (``during_write``) the moment the next checkpoint temp
+   file appears (so at least half land during a checkpoint write; the temp file the killed
+   process leaves behind is the evidence). ``$TMPDIR`` on the run folder's filesystem (disk) or
+   on another one (``/dev/shm``, tmpfs); then ``ckpt_path=auto`` until the run ends. Each row
+   records the newest loadable checkpoint at the kill (what the resume starts from), the temp
+   file left, where ``train.log`` says it resumed from; each must end with weights identical
+   (``torch.equal``) to an uninterrupted run, and no temp file may be left.
 2. ``kill -9`` during a cache build and during ``generate`` (fresh and ``overwrite=true``); the
    rerun must succeed and leave no stray file.
 3. Disk full: a file-size limit (``RLIMIT_FSIZE``) and small tmpfs mounts (needs root for
