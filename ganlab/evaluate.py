@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,10 +42,6 @@ NOT_PROTOCOL = ("ckpt", "fake_dir", "out", "device", "data", "paths", "hydra", "
 REPORT_KEYS = ("memorization", "memorization_pairs", "label_fidelity", "intra_fid", "classifier_cache_dir")
 
 
-class UsageError(ValueError):
-    """A missing or contradictory option of the command (one line, exit 1)."""
-
-
 def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any = None) -> dict[str, Any]:
     """Everything ``python -m ganlab.evaluate`` does; returns the ``metrics.json`` content.
 
@@ -57,7 +52,7 @@ def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any =
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     if bool(cfg.get("ckpt")) == bool(cfg.get("fake_dir")):
-        raise UsageError("give exactly one of ckpt=PATH or fake_dir=DIR")
+        raise ValueError("give exactly one of ckpt=PATH or fake_dir=DIR")
     if isinstance(cfg.get("metrics"), Mapping):
         protocol = OmegaConf.to_container(cfg.metrics, resolve=True)
     else:
@@ -95,9 +90,6 @@ def main(cfg: DictConfig) -> None:
     except signals.StopRequested as err:  # a BaseException: console.user_errors does not see it
         log.error("ganlab.evaluate: %s; nothing was written", err)
         signals.finish(err.signum)  # exit 128 + N
-    except UsageError as err:
-        print(f"ganlab.evaluate: error: {err}", file=sys.stderr)
-        sys.exit(1)
     for k, v in result["values"].items():
         print(f"{k}: {v:.6g}")
     print(f"protocol: n_fake {result['protocol']['n_fake']}, n_real {result['protocol']['n_real']} "
