@@ -8,6 +8,7 @@ from pathlib import Path
 
 import data_fixtures as fixtures
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from ganlab.train import train
@@ -30,6 +31,11 @@ def roots(tmp_path_factory):
     return {"CelebA": base / "celeba", "Folder": base / "folder", "FashionMNIST": base / "fashion", "Faces": None}
 
 
+def data_overrides(source: str, roots: dict) -> list[str]:
+    """The stand-in's root, or for the procedural faces a small count (not 20,000 rendered per run)."""
+    return ["data.source.num_images=64"] if roots[source] is None else [f"data.root={roots[source]}"]
+
+
 def test_experiments_found():
     assert {"dcgan_celeba", "dcgan_celeba128", "mlp_celeba", "dcgan_faces_folder", "sngan_celeba"} <= set(EXPERIMENTS)
 
@@ -42,8 +48,7 @@ def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     source = make_cfg(tmp_path, f"experiment={name}", tiny=False).data.source._target_.rsplit(".", 1)[-1]
     overrides = [f"experiment={name}", "trainer.fast_dev_run=true", "trainer.accelerator=cpu",
                  "data.batch_size=8", "logger=[]", "callbacks=none", "trainer.enable_progress_bar=false"]
-    if roots[source] is not None:
-        overrides.append(f"data.root={roots[source]}")
+    overrides += data_overrides(source, roots)
     cfg = make_cfg(tmp_path, *overrides, tiny=False)
     if "max_images" in cfg.data:
         cfg.data.max_images = None
@@ -55,28 +60,43 @@ def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_resumes(name, roots, tmp_path, make_cfg):
-    """1 generator step with a checkpoint, then ckpt_path=auto to step 2: every experiment's
-    checkpoint (labelled ones included) loads with weights_only=True and resumes."""
+    """Every experiment's checkpoint (labelled ones included) loads with weights_only=True and
+    resumes exactly: an uninterrupted 2-step run writes its step-1 checkpoint; a second run folder
+    holding only that checkpoint, launched with ckpt_path=auto and ANOTHER seed, must end with
+    the uninterrupted run's weights (a fresh start would draw other initial weights and noise)
+    and must not rewrite the step-1 checkpoint."""
+    import shutil
+
     from ganlab.checkpoints import load_checkpoint
+    from ganlab.models import load_gan
 
     source = make_cfg(tmp_path, f"experiment={name}", tiny=False).data.source._target_.rsplit(".", 1)[-1]
     base = [f"experiment={name}", "trainer.accelerator=cpu", "data.batch_size=8", "logger=[]",
             "callbacks=[model_checkpoint]", "trainer.enable_progress_bar=false", "checkpoint_every=1",
-            "++trainer.enable_model_summary=false"]
-    if roots[source] is not None:
-        base.append(f"data.root={roots[source]}")
+            "++trainer.enable_model_summary=false", "trainer.deterministic=true", "generator_steps=2"]
+    base += data_overrides(source, roots)
 
-    def cfg(*extra):
-        c = make_cfg(tmp_path, *base, *extra, tiny=False)
+    def cfg(folder, *extra):
+        c = make_cfg(folder, *base, *extra, tiny=False)
         if "max_images" in c.data:
             c.data.max_images = None
         return c
 
-    train(cfg("generator_steps=1"))
-    _, trainer = train(cfg("generator_steps=2", "ckpt_path=auto"))
+    train(cfg(tmp_path / "whole", "seed=1"))
+    whole = tmp_path / "whole" / "run" / "checkpoints"
+    ckdir = tmp_path / "resumed" / "run" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    step1 = shutil.copy2(whole / "gstep_000001.ckpt", ckdir / "gstep_000001.ckpt")
+    before = Path(step1).stat()
+    _, trainer = train(cfg(tmp_path / "resumed", "seed=2", "ckpt_path=auto"))
     assert trainer.lightning_module.generator_step == 2
-    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    after = Path(step1).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "step 1 was trained again"
+    ckpt = load_checkpoint(ckdir / "last.ckpt")
     assert ckpt["ganlab"]["generator_step"] == 2
+    resumed, uninterrupted = load_gan(ckdir / "last.ckpt").state_dict(), load_gan(whole / "last.ckpt").state_dict()
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed), "resume is not exact"
     # num_classes came from the data (no config types it): the stand-in folder has 2 class subfolders
     if name.startswith("cgan"):  # (not dcgan_*)
         assert ckpt["hyper_parameters"]["generator"]["num_classes"] == ckpt["GANDataModule"]["num_classes"] > 0

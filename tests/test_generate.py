@@ -202,7 +202,6 @@ def test_cli(ckpts, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "cli" / "Bag" / "000000.png")).shape, (16, 16))
 
 
-@pytest.mark.slow  # a subprocess: ~10 s idle, minutes on a loaded machine
 def test_sigterm_publishes_nothing_and_exits_143(ckpts, tmp_path):
     """SIGTERM while writing: exit 128 + 15 through ganlab.signals.finish, ganlab's one line, nothing published."""
     import signal

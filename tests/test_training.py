@@ -18,7 +18,7 @@ def params(module):
 
 
 @pytest.mark.parametrize("model", ["dcgan", "mlp_gan"])
-@pytest.mark.parametrize("loss", ["bce", "hinge", "wgan_gp", "lsgan", "r1"])
+@pytest.mark.parametrize("loss", ["bce", "hinge", "wgan_gp", "wgan", "lsgan", "r1"])
 def test_every_network_and_loss_trains(tiny_cfg, model, loss):
     cfg = tiny_cfg(f"model={model}", f"model/loss={loss}", "generator_steps=3", "model.n_critic=1", *QUIET)
     L.seed_everything(cfg.seed)

@@ -226,6 +226,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of every part; the table shows medians")
     ap.add_argument("--part", choices=sorted(PARTS))
     ap.add_argument("--cache", type=Path)
+    ap.add_argument("--out", type=Path, help="folder for results.json and results.md (the figures the README quotes)")
     args = ap.parse_args()
     if args.part:
         res = PARTS[args.part](args.root, args.cache, args.procs, args.epochs)
@@ -240,12 +241,20 @@ def main() -> None:
             args.cache = Path(tmp)
             runs.append({name: run_part(name, args) for name in PARTS})
     results = {name: median_run([r[name] for r in runs]) for name in PARTS}
-    print(f"machine: {os.cpu_count()} CPU cores ({len(os.sched_getaffinity(0))} usable), {cpu_model()}; "
-          f"python {platform.python_version()}")
-    print(f"data: {results['build']['images']} images from {args.root}, {RESOLUTION}x{RESOLUTION}, crop {CROP}, "
-          f"bilinear; medians of {args.repeat} runs\n")
+    head = (f"machine: {os.cpu_count()} CPU cores ({len(os.sched_getaffinity(0))} usable), {cpu_model()}; "
+            f"python {platform.python_version()}; load average after: {os.getloadavg()[0]:.1f}\n"
+            f"data: {results['build']['images']} images from {args.root}, {RESOLUTION}x{RESOLUTION}, crop {CROP}, "
+            f"bilinear; medians of {args.repeat} runs\n")
+    print(head)
     print(table(results, args))
     print("\n" + json.dumps(results, indent=1))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        meta = {"command": "python " + " ".join(sys.argv), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "load_average_after": os.getloadavg()}
+        (args.out / "results.json").write_text(json.dumps({**meta, "medians": results, "runs": runs}, indent=1))
+        (args.out / "results.md").write_text(f"Command: `{meta['command']}` ({meta['when']})\n\n{head}\n"
+                                             f"{table(results, args)}\n")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@
 
 Writes ``experiments/faults/results.json`` and ``results.md`` (the table the README quotes).
 
-1. ``kill -9`` at ``--trials`` random moments of a tiny deterministic CPU training run (half at
-   a uniformly random time, half the moment a checkpoint temp file appears, i.e. during a
-   checkpoint write), with ``$TMPDIR`` on the run folder's filesystem (disk) or on another one
-   (``/dev/shm``, tmpfs); then ``ckpt_path=auto`` until the run ends. Each must end with weights
-   identical (``torch.equal``) to an uninterrupted run, and no temp file may be left.
+1. ``kill -9`` of a tiny deterministic CPU training run (30 generator steps, a checkpoint every
+   4), ``--trials`` times, always mid-training after at least one checkpoint exists: each trial
+   draws a periodic checkpoint that is not the run's last (``gstep_000004`` .. ``gstep_000024``)
+   and waits for it to appear; then even trials (``between_saves``) kill after a random delay
+   below one save interval, odd trials (``during_write``) the moment the next checkpoint temp
+   file appears (so at least half land during a checkpoint write; the temp file the killed
+   process leaves behind is the evidence). ``$TMPDIR`` on the run folder's filesystem (disk) or
+   on another one (``/dev/shm``, tmpfs); then ``ckpt_path=auto`` until the run ends. Each row
+   records the newest loadable checkpoint at the kill (what the resume starts from), the temp
+   file left, where ``train.log`` says it resumed from; each must end with weights identical
+   (``torch.equal``) to an uninterrupted run, and no temp file may be left.
 2. ``kill -9`` during a cache build and during ``generate`` (fresh and ``overwrite=true``); the
    rerun must succeed and leave no stray file.
 3. Disk full: a file-size limit (``RLIMIT_FSIZE``) and small tmpfs mounts (needs root for
@@ -55,9 +61,13 @@ def train_cmd(run: Path, cache: Path, *extra: str) -> list[str]:
             f"paths.cache_dir={cache}", *TINY, *extra]
 
 
-def weights(ckpt: Path) -> dict:
-    from ganlab.models import load_gan
+def load_gan(ckpt: Path):
+    from ganlab.models import load_gan as load
 
+    return load(ckpt)
+
+
+def weights(ckpt: Path) -> dict:
     return load_gan(ckpt).state_dict()
 
 
@@ -66,7 +76,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 def temps(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name or ".partial-" in p.name or ".old-" in p.name)
+    """Temp / staging files: hidden names (``.<name>.tmp-<pid>``) or any name with tmp / partial / old in it."""
+    return sorted(p.name for p in folder.rglob("*") if ".hydra" not in p.parts
+                  and (p.name.startswith(".") or any(m in p.name for m in (".tmp", "tmp-", ".partial-", ".old-"))))
 
 
 def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int, list[str]]:
@@ -81,54 +93,78 @@ def run_to_end(run: Path, cache: Path, tmpdir: str, limit: int = 4) -> tuple[int
     raise RuntimeError(f"{run}: did not finish after {limit} resumes:\n{p.stderr[-2000:]}")
 
 
-def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, delay: float, nth_write: int = 1) -> dict:
+def periodic(step: int) -> str:
+    return f"gstep_{step:06d}.ckpt"
+
+
+def save_interval(run: Path) -> float:
+    """Seconds between two periodic checkpoints of a finished run (mtimes of the top-3 it keeps)."""
+    t = sorted(p.stat().st_mtime for p in (run / "checkpoints").glob("gstep_*.ckpt"))
+    return (t[-1] - t[0]) / (len(t) - 1)
+
+
+def kill_training(run: Path, cache: Path, tmpdir: str, mode: str, after: int, delay: float) -> dict:
+    """Start a run, wait for its periodic checkpoint ``gstep_<after>`` to exist, then SIGKILL it:
+
+    * ``between_saves``: ``delay`` seconds later (drawn below one save interval);
+    * ``during_write``: the moment a checkpoint temp file appears after that (the next write:
+      ``last.ckpt`` of the same step, or the next periodic save).
+    """
     proc = subprocess.Popen(train_cmd(run, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env(tmpdir, cache), cwd=REPO)
     t0 = time.time()
     ckdir = run / "checkpoints"
-    mid_write = False
-    if mode == "during_write":  # kill while the nth_write-th checkpoint temp file exists
-        seen: set[str] = set()
-        while proc.poll() is None and time.time() - t0 < 240:
-            names = [n for n in os.listdir(ckdir) if ".tmp-" in n] if ckdir.is_dir() else []
-            seen.update(names)
-            if names and len(seen) >= nth_write:
-                mid_write = True
-                break
+    target = ckdir / periodic(after)
+    while proc.poll() is None and not target.exists() and time.time() - t0 < 3600:  # a loaded machine is slow
+        time.sleep(0.002)
+    t_ck = time.time()
+    if mode == "during_write":
+        while proc.poll() is None and time.time() - t_ck < 120 and not temps(ckdir):
+            time.sleep(0.0005)
     else:
-        while proc.poll() is None and time.time() - t0 < delay:
-            time.sleep(0.005)
+        while proc.poll() is None and time.time() - t_ck < delay:
+            time.sleep(0.002)
+    seen = temps(ckdir) if ckdir.is_dir() else []
     finished = proc.poll() is not None
     if not finished:
-        if not mid_write and ckdir.is_dir():
-            mid_write = any(".tmp-" in n for n in os.listdir(ckdir))
         proc.send_signal(signal.SIGKILL)
     proc.wait()
-    left = temps(ckdir) if ckdir.is_dir() else []
-    ckpts = sorted(p.name for p in ckdir.glob("*.ckpt")) if ckdir.is_dir() else []
-    return {"killed_at_s": round(time.time() - t0, 3), "finished_before_kill": finished,
-            "temp_file_at_kill": mid_write or bool(left), "checkpoints_after_kill": ckpts}
+    t_kill = time.time()
+    left = temps(ckdir) if ckdir.is_dir() else []  # a temp file the dead process left: the kill was mid-write
+    from ganlab.checkpoints import newest_loadable
+
+    newest = newest_loadable(ckdir) if ckdir.is_dir() else None
+    newest_step = load_gan(newest).generator_step if newest else 0
+    return {"killed_at_s": round(t_kill - t0, 3), "killed_s_after_target_ckpt": round(t_kill - t_ck, 3),
+            "finished_before_kill": finished, "temp_seen_before_kill": seen, "temp_left_by_kill": left,
+            "checkpoints_after_kill": sorted(p.name for p in ckdir.glob("*.ckpt")) if ckdir.is_dir() else [],
+            "newest_loadable_at_kill": newest.name if newest else None, "newest_step_at_kill": newest_step,
+            "mid_run_after_a_checkpoint": not finished and EVERY <= newest_step < STEPS}
 
 
-def training_trials(args, work: Path, reference: dict, cache: Path, total_s: float) -> list[dict]:
+def training_trials(args, work: Path, reference: dict, cache: Path, interval: float) -> list[dict]:
     rng = random.Random(args.seed)
     rows = []
     for i in range(args.trials):
-        mode = "during_write" if i % 2 else "random_time"
+        mode = "during_write" if i % 2 else "between_saves"
         tmp_fs = "/dev/shm (tmpfs, other fs)" if (i // 2) % 2 else "run folder's disk (same fs)"
         tmpdir = "/dev/shm" if (i // 2) % 2 else str(work)
         run = work / f"trial{i:02d}"
         shutil.rmtree(run, ignore_errors=True)
-        delay = rng.uniform(0.5, total_s)
-        nth = rng.randint(1, 2 * (STEPS // EVERY))  # 7 periodic saves write gstep_* and last.ckpt each
-        row = {"trial": i, "kill": mode if mode == "random_time" else f"during checkpoint write #{nth}",
-               "tmpdir": tmp_fs, **kill_training(run, cache, tmpdir, mode, delay, nth)}
+        after = EVERY * rng.randint(1, STEPS // EVERY - 1)  # a periodic save that is not the run's last one
+        delay = rng.uniform(0.0, interval)
+        kill = f"{delay:.2f} s after {periodic(after)}" if mode == "between_saves" else f"next write after {periodic(after)}"
+        if args.only_trials and i not in args.only_trials:
+            continue  # the same draws as a full run: trial i is placed as it was there
+        row = {"trial": i, "mode": mode, "kill": kill, "tmpdir": tmp_fs,
+               **kill_training(run, cache, tmpdir, mode, after, delay)}
         launches, skipped = run_to_end(run, cache, tmpdir)
         row["resumed_from"] = _resume_point(run)
         row["launches_to_finish"] = launches
         row["damaged_skipped"] = len(skipped)
+        row["final_step"] = load_gan(run / "checkpoints" / "last.ckpt").generator_step
         row["identical_to_uninterrupted"] = same(weights(run / "checkpoints" / "last.ckpt"), reference)
-        row["stray_files_after"] = temps(run)
+        row["stray_files_after"] = temps(run / "checkpoints")
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -332,25 +368,63 @@ def damaged_trials(work: Path, cache: Path, ref_run: Path) -> list[dict]:
     return rows
 
 
+def distribution(t: list[dict]) -> list[str]:
+    """The placement and outcome counts the README quotes."""
+    n = len(t)
+    mid = sum(r["mid_run_after_a_checkpoint"] for r in t)
+    mid_ok = sum(r["mid_run_after_a_checkpoint"] and r["identical_to_uninterrupted"] and not r["stray_files_after"]
+                 and r["resumed_from"] != "scratch" for r in t)
+    writes = sum(bool(r["temp_left_by_kill"]) for r in t)
+    steps = sorted({r["newest_step_at_kill"] for r in t})
+    by_step = ", ".join(f"step {s}: {sum(r['newest_step_at_kill'] == s for r in t)}" for s in steps)
+    sources = sorted({r["resumed_from"] for r in t})
+    by_source = ", ".join(f"{s}: {sum(r['resumed_from'] == s for r in t)}" for s in sources)
+    return [f"- killed mid-run after at least one checkpoint existed: **{mid}/{n}** "
+            f"(finished before the kill: {sum(r['finished_before_kill'] for r in t)}; no checkpoint yet: "
+            f"{sum(r['newest_step_at_kill'] == 0 for r in t)})",
+            f"- killed during a checkpoint write (the killed process left its temp file): **{writes}/{n}** "
+            f"(during_write mode: {sum(bool(r['temp_left_by_kill']) for r in t if r['mode'] == 'during_write')}"
+            f"/{sum(r['mode'] == 'during_write' for r in t)}; between_saves mode: "
+            f"{sum(bool(r['temp_left_by_kill']) for r in t if r['mode'] == 'between_saves')}"
+            f"/{sum(r['mode'] == 'between_saves' for r in t)})",
+            f"- newest checkpoint at the kill (what `ckpt_path=auto` resumes): {by_step}",
+            f"- resumed from (train.log): {by_source}",
+            f"- **{mid_ok}/{mid}** mid-run kills resumed from a checkpoint and ended with weights identical "
+            f"(`torch.equal`) to the uninterrupted run, no stray file in `checkpoints/`; "
+            f"{sum(r['identical_to_uninterrupted'] for r in t)}/{n} identical overall"]
+
+
 def markdown(res: dict) -> str:
     t = res["training"]
     lines = ["# Fault-injection results", "", f"Command: `{res['command']}`  ", f"Measured: {res['when']}, "
              f"{res['seconds']:.0f} s wall on the shared 2-core CPU.", ""]
-    if "rerun_of_sections_2_4" in res:
+    if "sections_2_4_from" in res:
+        r = res["sections_2_4_from"]
+        lines += [f"Sections after the training table are from an earlier run (`{r['command']}`, {r['when']}"
+                  + (f"; rerun `{r['rerun_of_sections_2_4']['command']}` at {r['rerun_of_sections_2_4']['when']}"
+                     if r.get("rerun_of_sections_2_4") else "") + "), not rerun with this one.", ""]
+    elif "rerun_of_sections_2_4" in res:
         r = res["rerun_of_sections_2_4"]
         lines += [f"Sections after the training table rerun with `{r['command']}` at {r['when']} "
                   f"({res.get('rerun_seconds', 0):.0f} s).", ""]
     lines += [
-             f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY})", "",
-             "| # | kill | TMPDIR | killed at (s) | temp file at kill | resumed from | launches | identical | stray files |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"## kill -9 during training ({len(t)} trials, {STEPS} generator steps, checkpoint every {EVERY}, "
+             f"one save interval ~{res.get('save_interval_s', float('nan')):.2f} s)", "",
+             "| # | kill | TMPDIR | killed at (s) | newest checkpoint at kill | temp file left by kill | "
+             "resumed from | launches | final step | identical | stray files |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in t:
-        lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | {r['temp_file_at_kill']} | "
-                     f"{r['resumed_from']} | {r['launches_to_finish']} | {r['identical_to_uninterrupted']} | "
-                     f"{len(r['stray_files_after'])} |")
-    ok = sum(r["identical_to_uninterrupted"] and not r["stray_files_after"] for r in t)
-    lines += ["", f"**{ok}/{len(t)}** runs ended with weights identical to the uninterrupted run and no stray file; "
-              f"{sum(r['temp_file_at_kill'] for r in t)} kills landed while a checkpoint temp file existed.", ""]
+        lines.append(f"| {r['trial']} | {r['kill']} | {r['tmpdir']} | {r['killed_at_s']} | "
+                     f"{r['newest_loadable_at_kill']} (step {r['newest_step_at_kill']}) | "
+                     f"{', '.join(r['temp_left_by_kill']) or '-'} | {r['resumed_from']} | {r['launches_to_finish']} | "
+                     f"{r['final_step']} | {r['identical_to_uninterrupted']} | {len(r['stray_files_after'])} |")
+    lines += [""] + distribution(t) + [""]
+    for r in res.get("superseded_rows", []):
+        lines += [f"Trial {r['trial']} was run again with the same draws (its row above is from `{r['superseded_by']}`); "
+                  f"the first attempt: killed at {r['killed_at_s']} s, newest checkpoint at the kill "
+                  f"{r['newest_loadable_at_kill']} (step {r['newest_step_at_kill']}), mid-run after a checkpoint: "
+                  f"{r['mid_run_after_a_checkpoint']}, resumed from {r['resumed_from']}, identical: "
+                  f"{r['identical_to_uninterrupted']}.", ""]
     for title, key in (("kill -9 during a cache build / generate", "other_kills"), ("Disk full", "disk_full"),
                        ("Damaged and malicious checkpoints", "damaged")):
         lines += [f"## {title}", ""]
@@ -368,9 +442,22 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent))
     ap.add_argument("--skip-training", action="store_true",
                     help="rerun sections 2-4 only, keeping section 1 of an existing results.json")
+    ap.add_argument("--training-only", action="store_true",
+                    help="rerun section 1 only, keeping sections 2-4 of an existing results.json")
+    ap.add_argument("--rows-from", metavar="LOG", nargs="+",
+                    help="no new trials: section 1 from the rows runs printed to LOGs (a later log's row replaces "
+                         "the same trial's; --work still holds reference/ and timing/); with --training-only")
+    ap.add_argument("--only-trials", type=int, nargs="+",
+                    help="run just these trials of section 1 (same draws as the full run), reusing --work's "
+                         "reference/ and timing/; prints the rows, writes no results")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args()
+    if args.markdown_only:
+        out = Path(args.out)
+        (out / "results.md").write_text(markdown(json.loads((out / "results.json").read_text())))
+        return
     work = Path(args.work)
-    if not args.skip_training:
+    if not (args.skip_training or args.rows_from or args.only_trials):
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "cache"
@@ -382,21 +469,47 @@ def main() -> None:
         res = json.loads((out / "results.json").read_text())
         res["rerun_of_sections_2_4"] = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
                                        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    elif args.only_trials:
+        training_trials(args, work, weights(ref_run / "checkpoints" / "last.ckpt"), cache, save_interval(work / "timing"))
+        return
+    elif args.rows_from:
+        rows: dict[int, dict] = {}
+        superseded = []
+        for log in args.rows_from:
+            for ln in Path(log).read_text().splitlines():
+                if ln.startswith('{"trial"'):
+                    row = json.loads(ln)
+                    if row["trial"] in rows:
+                        superseded.append({**rows[row["trial"]], "superseded_by": log})
+                    rows[row["trial"]] = {**row, "log": log}
+        res = {"command": "rows printed by: " + "; ".join(args.rows_from), "when": time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(Path(args.rows_from[0]).stat().st_mtime)), "run_seconds": None,
+            "save_interval_s": round(save_interval(work / "timing"), 3),
+            "training": [rows[i] for i in sorted(rows)], "superseded_rows": superseded}
     else:
         subprocess.run(train_cmd(ref_run, cache), check=True, capture_output=True, env=env(str(work), cache),
                        cwd=REPO)
         t1 = time.time()
         subprocess.run(train_cmd(work / "timing", cache), check=True, capture_output=True,
                        env=env(str(work), cache), cwd=REPO)
-        total_s = time.time() - t1  # one warm run: kills are drawn over its duration
+        total_s = time.time() - t1  # one warm run
+        interval = save_interval(work / "timing")  # between_saves kills are drawn below one save interval
         reference = weights(ref_run / "checkpoints" / "last.ckpt")
         res = {"command": "python experiments/faults/run_faults.py " + " ".join(sys.argv[1:]),
-               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2)}
-        res["training"] = training_trials(args, work, reference, cache, total_s)
-    res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
-    res["disk_full"] = disk_full_trials(work, cache, ref_run)
-    res["damaged"] = damaged_trials(work, cache, ref_run)
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "run_seconds": round(total_s, 2),
+               "save_interval_s": round(interval, 3)}
+        res["training"] = training_trials(args, work, reference, cache, interval)
+    if args.training_only:
+        old = json.loads((out / "results.json").read_text())
+        res.update({k: old[k] for k in ("other_kills", "disk_full", "damaged")})
+        res["sections_2_4_from"] = {k: old.get(k) for k in ("command", "when", "rerun_of_sections_2_4")}
+    else:
+        res["other_kills"] = cache_trials(work, 2, rng) + generate_trials(work, ref_run / "checkpoints" / "last.ckpt", rng)
+        res["disk_full"] = disk_full_trials(work, cache, ref_run)
+        res["damaged"] = damaged_trials(work, cache, ref_run)
     res["seconds" if not args.skip_training else "rerun_seconds"] = time.time() - t0
+    if args.rows_from:  # the stopped run's section 1: from its reference run to its last printed row
+        res["seconds"] = Path(args.rows_from[0]).stat().st_mtime - (work / "reference").stat().st_mtime
     (out / "results.json").write_text(json.dumps(res, indent=1))
     (out / "results.md").write_text(markdown(res))
     print(markdown(res))

@@ -45,6 +45,24 @@ def networks(args):
     return g, d
 
 
+def plain_step(g, d, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor) -> None:
+    """One textbook DCGAN step: fakes made once, D on detached fakes, G through a frozen D."""
+    fake = g(z)
+    d_real, d_fake = d(real), d(fake.detach())
+    loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
+        F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    d.requires_grad_(False)
+    out = d(fake)
+    loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    d.requires_grad_(True)
+
+
 def plain_loop(args, images: torch.Tensor) -> float:
     device = torch.device(args.device)
     g, d = (m.to(device) for m in networks(args))
@@ -55,22 +73,7 @@ def plain_loop(args, images: torch.Tensor) -> float:
         stamps.append(time.perf_counter())
         idx = np.sort(rng.choice(len(images), args.batch, replace=False))
         real = to_float(images[idx].to(device, non_blocking=True))
-        fake = g(torch.randn(args.batch, 100, device=device))
-        # discriminator
-        d_real, d_fake = d(real), d(fake.detach())
-        loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-            F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator through a frozen discriminator
-        d.requires_grad_(False)
-        out = d(fake)
-        loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        d.requires_grad_(True)
+        plain_step(g, d, opt_g, opt_d, real, torch.randn(args.batch, 100, device=device))
         if device.type == "cuda":
             torch.cuda.synchronize()
     return args.steps * args.batch / (stamps[-1] - stamps[args.warmup])
@@ -131,6 +134,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="folder for results.json and results.md (the figures the README quotes)")
     args = p.parse_args()
     images, _ = render_faces(2048, resolution=args.resolution, seed=0)
     plain, ours = [], []
@@ -143,10 +147,31 @@ def main():
     # to load that drifts between repeats on a shared machine
     ratio = statistics.median(o / p for o, p in zip(ours, plain))
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    print("\n| device | resolution | width | batch | plain loop (img/s, median) | ganlab (img/s, median) | ganlab / plain (median of paired ratios) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {ratio:.3f} |")
-    print(f"torch {torch.__version__}, lightning {L.__version__}, ganlab {ganlab.__version__}")
+    table = "\n".join([
+        "| device | resolution | width | batch | plain loop (img/s, median) | ganlab (img/s, median) | ganlab / plain (median of paired ratios) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {dev} | {args.resolution} | {args.width} | {args.batch} | {mp:.1f} | {mo:.1f} | {ratio:.3f} |",
+        f"torch {torch.__version__}, lightning {L.__version__}, ganlab {ganlab.__version__}"])
+    print("\n" + table)
+    if args.out:
+        write_results(args.out, vars(args), {"plain_img_s": plain, "ganlab_img_s": ours, "median_paired_ratio": ratio,
+                                             "device": dev}, table)
+
+
+def write_results(out: str, args: dict, result: dict, table: str) -> None:
+    """``results.json`` (command, time, load, every repeat) and ``results.md`` (the table)."""
+    import json
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python " + " ".join(sys.argv), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_after": os.getloadavg(), "cpu_count": os.cpu_count(), "args": args}
+    (Path(out) / "results.json").write_text(json.dumps({**meta, **result}, indent=1))
+    (Path(out) / "results.md").write_text(f"Command: `{meta['command']}` ({meta['when']}, load average after "
+                                          f"{meta['load_average_after'][0]:.1f})\n\n{table}\n")
 
 
 if __name__ == "__main__":

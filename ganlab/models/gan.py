@@ -39,6 +39,7 @@ from torch import nn
 from ganlab.models.augment import Augmentation
 from ganlab.models.finite import FiniteGuard, NonFiniteLossError
 from ganlab.models.losses import AdversarialLoss
+from ganlab.models.regularizers import warn_batch_norm_critic
 from ganlab.models.speed import Speed, build_optimizer, check_layout
 
 __all__ = ["GAN", "NonFiniteLossError"]
@@ -87,6 +88,7 @@ class GAN(L.LightningModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         self.n_critic = n_critic
         self.regularizers = list(regularizers or ())
+        warn_batch_norm_critic(self.regularizers, discriminator)
         self.lecam = lecam  # a child module: its EMAs are in the state_dict
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.augment = augment

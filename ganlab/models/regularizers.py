@@ -11,6 +11,8 @@ state is in every checkpoint.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,16 @@ class GradientPenalty:
         x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
         grad = _input_gradients(discriminator, x_hat, labels)
         return self.weight * ((grad.norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def warn_batch_norm_critic(regularizers, discriminator: nn.Module) -> None:
+    """The gradient penalty is per sample; batch norm couples the samples of a batch, so the penalty
+    no longer constrains D's gradient at each point (Gulrajani et al. 2017, section 4)."""
+    if any(isinstance(r, GradientPenalty) for r in regularizers) and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        warnings.warn("the gradient penalty (model/loss=wgan_gp) is used with batch norm in the discriminator; "
+                      "WGAN-GP's critic has none: model.discriminator.norm=layer, or the whole recipe with "
+                      "experiment=wgan_gp", stacklevel=3)
 
 
 class R1Penalty:
