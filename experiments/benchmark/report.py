@@ -109,11 +109,12 @@ def sample_grid(table: Table, job_dir: Path, path: Path) -> None:
 
     from ganlab.sampling import save_grid
 
-    if (job_dir / "train" / "fakes").is_dir():  # the plain loop's PNGs
+    marks = sorted((job_dir / "train" / "marks").glob("cpu_*h"), key=lambda p: float(p.name[4:-1]))
+    if marks and marks[-1].is_dir():  # the plain loop's PNGs at its last CPU-hour mark
         from PIL import Image
         import numpy as np
 
-        files = sorted((job_dir / "train" / "fakes").glob("*.png"))[:64]
+        files = sorted(marks[-1].glob("*.png"))[:64]
         if not files:
             return
         imgs = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files])
