@@ -141,13 +141,21 @@ def env1() -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the runner dies (ganlab.train then saves last.ckpt and exits)."""
-    os.setpgrp()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _child_setup(nice: int):
+    """In the child: its own process group, niceness ``nice`` (absolute: a runner started under ``nice -n 10``
+    does not push its jobs to 19), and SIGTERM when the runner dies (ganlab.train then saves last.ckpt)."""
+
+    def setup() -> None:
+        os.setpgrp()
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if nice > current:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    return setup
 
 
 def cpu_seconds_of(pid: int) -> float | None:
@@ -160,14 +168,13 @@ def cpu_seconds_of(pid: int) -> float | None:
 
 
 def sh(cmd: list[str], log: Path, record: Path | None = None, nice: int = 10) -> float:
-    """Run ``cmd`` (one thread, ``nice``), appending to ``log``; returns its CPU seconds. ``record``: a JSON
+    """Run ``cmd`` (one thread, at niceness ``nice``), appending to ``log``; returns its CPU seconds. ``record``: a JSON
     file updated every 30 s with the CPU seconds so far (what a killed attempt cost)."""
-    full = ["nice", "-n", str(nice), *cmd] if nice else cmd
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        p = subprocess.Popen(full, cwd=REPO, env=env1(), stdout=f, stderr=subprocess.STDOUT,
-                             preexec_fn=_die_with_parent)
+        p = subprocess.Popen(cmd, cwd=REPO, env=env1(), stdout=f, stderr=subprocess.STDOUT,
+                             preexec_fn=_child_setup(nice))
         stop = threading.Event()
 
         def watch() -> None:
@@ -407,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", default=DEFAULT_WORK, help="study folder (outside the checkout; default %(default)s)")
     ap.add_argument("--out", default=None, help="results folder (default experiments/benchmark/results/<table>)")
     ap.add_argument("--only", nargs="+", metavar="ROW:SEED", help="these jobs instead of the table's list")
-    ap.add_argument("--nice", type=int, default=10)
+    ap.add_argument("--nice", type=int, default=10, help="niceness of every job (absolute, default %(default)s)")
     ap.add_argument("--list", action="store_true", help="print the jobs and their state, run nothing")
     ap.add_argument("--aggregate", action="store_true", help="only write the results from finished jobs")
     ap.add_argument("--train-only", action="store_true", help="train, score in a later call")
