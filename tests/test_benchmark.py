@@ -155,7 +155,7 @@ def test_runner_resumes_a_killed_study_without_redoing_finished_jobs(tmp_path):
     p = runner(tmp_path, *long)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
-    assert "ns_s0: training" not in out and len(attempts(first)) == 1
+    assert "ns_s0: training" not in out and "hinge_s0: training from generator step" in out and len(attempts(first)) == 1
     assert done_ckpt.stat().st_mtime_ns == stamp
     resumed = attempts(second)
     assert len(resumed) == 2 and resumed[1]["exit"] == 0

@@ -224,6 +224,9 @@ def machine() -> dict[str, Any]:
             "git_commit": git or None}
 
 
+_LOADING = threading.Lock()
+
+
 # -- one job -----------------------------------------------------------------------------------------------
 def job_name(row: str, seed: int) -> str:
     return f"{row}_s{seed}"
@@ -270,8 +273,10 @@ class Job:
         self.dir.mkdir(parents=True, exist_ok=True)
         cmd = self.train_command(args)
         rec = self.dir / f"attempt_{len(self.attempts()):03d}.json"
+        step = self.newest_step()
+        print(f"{self.name}: training from {'scratch' if step is None else f'generator step {step}'}", flush=True)
         _update_json(rec, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_at_start=load_now(),
-                     resume_from_step=self.newest_step(), command=" ".join(cmd), cpu_seconds=0.0)
+                     resume_from_step=step, command=" ".join(cmd), cpu_seconds=0.0)
         t0 = time.time()
         try:
             sh(cmd, self.log, record=rec, nice=args.nice)
@@ -290,8 +295,9 @@ class Job:
         from ganlab.checkpoints import load_checkpoint, newest_loadable
 
         folder = self.train_dir / "checkpoints"
-        found = newest_loadable(folder) if folder.is_dir() else None
-        return None if found is None else int(load_checkpoint(found).get("ganlab", {}).get("generator_step", 0))
+        with _LOADING:  # one lane at a time (two lanes loading checkpoints at once hung in torch)
+            found = newest_loadable(folder) if folder.is_dir() else None
+            return None if found is None else int(load_checkpoint(found).get("ganlab", {}).get("generator_step", 0))
 
     def score_points(self) -> list[tuple[str, list[str]]]:
         """(name, ganlab.evaluate overrides) of every evaluation of this job."""
@@ -334,7 +340,6 @@ class Job:
             print(f"{self.name}: done, skipped", flush=True)
             return json.loads(self.result.read_text())
         if not self.trained():
-            print(f"{self.name}: training (resume from step {self.newest_step()})", flush=True)
             self.train(args)
         if args.train_only:
             return None
@@ -393,6 +398,8 @@ def jobs_of(table: Table, args) -> list[Job]:
 
 
 def run_study(table: Table, args) -> list[dict]:
+    import ganlab.checkpoints  # noqa: F401  (imported here once: two lanes importing torch's modules at once hung)
+
     jobs = jobs_of(table, args)
     lock = Path(args.work) / table.name / "reference.lock"
     results: list[dict] = []
