@@ -421,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", default=DEFAULT_WORK, help="study folder (outside the checkout; default %(default)s)")
     ap.add_argument("--out", default=None, help="results folder (default experiments/benchmark/results/<table>)")
     ap.add_argument("--only", nargs="+", metavar="ROW:SEED", help="these jobs instead of the table's list")
+    ap.add_argument("--cpu-hours", type=float, nargs="+", help="faces: the CPU-hour marks instead of the table's")
     ap.add_argument("--nice", type=int, default=10, help="niceness of every job (absolute, default %(default)s)")
     ap.add_argument("--list", action="store_true", help="print the jobs and their state, run nothing")
     ap.add_argument("--aggregate", action="store_true", help="only write the results from finished jobs")
@@ -430,6 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--plain-override", nargs="*", default=[], help="extra plain_loop.py arguments")
     args = ap.parse_args(argv)
     table = TABLES[args.table]
+    if args.cpu_hours:
+        table = dataclasses.replace(table, cpu_hours=tuple(sorted(args.cpu_hours)))
     if args.list:
         for j in jobs_of(table, args):
             state = "done" if j.result.exists() else "trained" if j.trained() else (
