@@ -5,7 +5,8 @@
         "+callbacks.cpu_marks.hours=[0.5,1,2,4]" +callbacks.cpu_marks.dirpath=RUN/marks
 
 CPU time is the training process's (``time.process_time``: all its threads, so ``OMP_NUM_THREADS=1``
-makes it one core's time), counted from its start and carried through resumes in the checkpoint
+makes it one core's time), counted from the process start (imports and data loading included, as in
+``plain_loop.py``) and carried through resumes in the checkpoint
 (the callback's state), so a killed and resumed run reaches each mark with the CPU time that its
 weights actually cost (work redone after a kill is not counted twice). Lightning's ``max_time`` is
 wall-clock, which on a shared machine is not a budget.
@@ -25,7 +26,7 @@ class CpuMarks(L.Callback):
         self.hours = sorted(float(h) for h in hours)
         self.dirpath, self.check_every = str(dirpath), int(check_every)
         self.saved: list[float] = []
-        self._offset, self._t0 = 0.0, time.process_time()
+        self._offset, self._t0 = 0.0, 0.0  # a fresh run counts from the process start (imports, data)
 
     def cpu_seconds(self) -> float:
         return self._offset + time.process_time() - self._t0

@@ -105,7 +105,7 @@ def main() -> None:
         step, cpu0, done = int(st["step"]), float(st["cpu_seconds"]), [float(h) for h in st["done"]]
         torch.set_rng_state(st["rng"])
         print(f"resumed at step {step}, {cpu0:.0f} CPU-s", flush=True)
-    t0 = time.process_time()
+    t0 = time.process_time() if cpu0 else 0.0  # a fresh run counts from the process start, as cpu_marks.py
     cpu = lambda: cpu0 + time.process_time() - t0  # noqa: E731
     bce = nn.BCEWithLogitsLoss()
     ones, zeros = torch.ones(64), torch.zeros(64)
