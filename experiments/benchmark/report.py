@@ -53,7 +53,9 @@ def _cpu_h(results: list[dict], key: str) -> str:
 
 
 def fashion_md(table: Table, results: list[dict], work: Path) -> str:
-    lines = [f"# {table.title}", "", f"Protocol: {table.protocol}.", "", f"Paper column: {table.paper_source}.", "",
+    lines = [f"# {table.title}", "", f"Protocol: {table.protocol}.", "",
+             f"Counts recorded by the evaluations: {recorded_counts(results)}.", "",
+             f"Paper column: {table.paper_source}.", "",
              "| networks | loss | paper FID | ours FID (EMA G) | ours FID (raw G) | KID x1e3 (EMA) | "
              "train CPU-h / job | score CPU-h / job | experiment |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -75,9 +77,21 @@ def fashion_md(table: Table, results: list[dict], work: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def recorded_counts(results: list[dict]) -> str:
+    """The image counts the evaluations actually used (from their recorded protocols)."""
+    seen = sorted({(s["protocol"].get("n_fake"), s["protocol"].get("n_real"), s["protocol"].get("reference_split"))
+                   for r in results for s in r["scores"].values()}, key=str)
+    return "; ".join(f"{f} fakes vs {n} real images ({sp} split)" for f, n, sp in seen) or "no evaluation yet"
+
+
 def faces_md(table: Table, results: list[dict]) -> str:
     marks = [f"{h:g}h" for h in table.cpu_hours]
     lines = [f"# {table.title}", "", f"Protocol: {table.protocol}.", "",
+             f"Counts recorded by the evaluations: {recorded_counts(results)}.", "",
              "FID at each budget of training CPU-hours (mean over seeds; each seed in brackets):", "",
              "| arm | " + " | ".join(marks) + " |", "|---|" + "---:|" * len(marks)]
     means: dict[str, dict[str, float]] = {}
@@ -94,11 +108,13 @@ def faces_md(table: Table, results: list[dict]) -> str:
         ratio = [f"{means['ganlab'][m] / means['plain'][m]:.2f}" if m in means["ganlab"] and m in means["plain"]
                  else "-" for m in marks]
         lines.append("| FID ratio ganlab / plain | " + " | ".join(ratio) + " |")
-    mem = [f"| {r['row']} s{r['seed']} | " + json.dumps(v.get("memorization", {})) + " |"
+    keys = ("median_distance_ratio", "frac_closer_than_real_median", "fake_nn_min", "real_nn_median")
+    mem = [f"| {r['row']} s{r['seed']} | {k} | " + " | ".join(_num(v["memorization"].get(m)) for m in keys) + " |"
            for r in results for k, v in r["scores"].items() if v.get("memorization")]
     if mem:
-        lines += ["", "Memorisation check of the final generators (nearest training image in pool3 space):", "",
-                  "| job | result |", "|---|---|", *mem]
+        lines += ["", "Memorisation check of the final generators (nearest training image in pool3 space, "
+                  "ganlab.metrics.memorization):", "", "| job | budget | " + " | ".join(keys) + " |",
+                  "|---|---|" + "---:|" * len(keys), *mem]
     lines += ["", f"Command: `python experiments/benchmark/run.py --table {table.name} --jobs 2`."]
     return "\n".join(lines) + "\n"
 
@@ -117,7 +133,7 @@ def sample_grid(table: Table, job_dir: Path, path: Path) -> None:
         files = sorted(marks[-1].glob("*.png"))[:64]
         if not files:
             return
-        imgs = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files])
+        imgs = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files])
     else:
         ckpt = job_dir / "train" / "checkpoints" / "last.ckpt"
         if not ckpt.exists():
