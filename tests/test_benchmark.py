@@ -128,8 +128,14 @@ def attempts(job: Path) -> list[dict]:
 def test_runner_resumes_a_killed_study_without_redoing_finished_jobs(tmp_path):
     study = tmp_path / "smoke"
     first, second = study / "ns_s0", study / "hinge_s0"
-    # job 1 finishes (6 generator steps)
+    # job 1 finishes (6 generator steps); a second runner on the same study refuses to start meanwhile
     p = runner(tmp_path, "--only", "ns:0")
+    deadline = time.time() + 120
+    while time.time() < deadline and not _read(study / "runner.lock") == str(p.pid):
+        time.sleep(0.05)
+    rival = runner(tmp_path, "--only", "ns:0")
+    rival_out, _ = rival.communicate(timeout=120)
+    assert rival.returncode == 1 and "another run.py is running the study" in rival_out
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     assert (first / "train.json").exists() and len(attempts(first)) == 1
@@ -167,6 +173,13 @@ def test_runner_resumes_a_killed_study_without_redoing_finished_jobs(tmp_path):
     cost = json.loads((second / "train.json").read_text())
     assert cost["attempts"] == 2 and math.isclose(cost["train_cpu_seconds"],
                                                   sum(a["cpu_seconds"] for a in resumed), abs_tol=0.2)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _alive(job: Path) -> bool:

@@ -397,13 +397,29 @@ def jobs_of(table: Table, args) -> list[Job]:
     return [Job(table, table.row(r), s, Path(args.work)) for r, s in order]
 
 
+def study_lock(folder: Path):
+    """Held for the runner's lifetime: a second runner on the same study folder stops with a message
+    instead of training the same jobs twice (the lock goes with the process, however it ends)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / "runner.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        raise SystemExit(f"another run.py is running the study in {folder} (pid {f.read().strip() or '?'}); "
+                         "wait for it or stop it first") from None
+    f.seek(0), f.truncate(), f.write(str(os.getpid())), f.flush()
+    return f
+
+
 def run_study(table: Table, args) -> list[dict]:
+    owner = study_lock(Path(args.work) / table.name)
     import ganlab.checkpoints  # noqa: F401  (imported here once: two lanes importing torch's modules at once hung)
 
     jobs = jobs_of(table, args)
     lock = Path(args.work) / table.name / "reference.lock"
     results: list[dict] = []
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+    with owner, ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for job, fut in [(j, pool.submit(j.run, args, lock)) for j in jobs]:
             try:
                 r = fut.result()
