@@ -194,6 +194,29 @@ def accuracy_report(pred: np.ndarray, labels: np.ndarray, label_kind: str, class
             "per_class": per, "n": int(len(labels))}
 
 
+def per_class_fidelity(model: nn.Module, images: np.ndarray | torch.Tensor, requested: np.ndarray,
+                       class_names: Sequence[str], batch_size: int = 512) -> dict[str, float]:
+    """Class labels: ``{class name: share of the images generated for that class that ``model`` reads
+    as that class}`` for every class with at least one image (uint8 images, requested class indices)."""
+    requested = np.asarray(requested).astype(np.int64)
+    pred = predict(model, images, batch_size=batch_size)
+    return {name: float((pred[requested == c] == c).mean()) for c, name in enumerate(class_names)
+            if (requested == c).any()}
+
+
+def within_class_variety(images: np.ndarray, labels: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray,
+                         class_names: Sequence[str]) -> dict[str, float]:
+    """Per class: the mean per-pixel standard deviation across the class's ``images`` divided by the
+    same across its ``real_images`` (uint8 or float alike; 1 = as varied as the real class, near 0 =
+    one image repeated). Classes missing from either set are left out."""
+    out = {}
+    for c, name in enumerate(class_names):
+        fake, real = np.asarray(images)[labels == c], np.asarray(real_images)[real_labels == c]
+        if len(fake) > 1 and len(real) > 1:
+            out[name] = float(fake.astype(np.float64).std(0).mean() / real.astype(np.float64).std(0).mean())
+    return out
+
+
 # -- the cached label-fidelity classifier --------------------------------------------------------------
 def heldout_split(datamodule) -> str | None:
     splits = getattr(getattr(datamodule, "prepared", None), "splits", {}) or {}
@@ -322,4 +345,4 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["CompactCNN", "accuracy_report", "features", "random_translate", "report_rows", "classifier_cache_path", "conditional_report", "get_label_classifier",
-           "heldout_split", "per_class_fid", "predict", "train_classifier"]
+           "heldout_split", "per_class_fid", "per_class_fidelity", "within_class_variety", "predict", "train_classifier"]

@@ -109,6 +109,6 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         self.to_logit = nn.Conv2d(in_ch, 1, s, 1, 0)
         self._init_weights(spectral_norm)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, with_classes: bool = False):
         h = self.features(self._join_labels(x, labels))
-        return self._project_labels(self.to_logit(h).flatten(1).squeeze(1), h, labels)
+        return self._outputs(self.to_logit(h).flatten(1).squeeze(1), h, labels, with_classes)
