@@ -365,6 +365,8 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     kept, selection = select(model, groups, spec, seed=seed, kind=kind, num_classes=int(info["num_classes"]),
                              batch_size=batch_size, device=device, ema=ema, ckpt=ckpt, info=info,
                              cache_dir=cfg.get("classifier_cache_dir"), ckpt_path=str(ckpt_path), trust=trust)
+    for g, idx in zip(groups, kept):  # partial=true: a label that failed selection writes nothing
+        g.count = len(idx)
     final_out = str(out)
     stage = prepare_out(final_out, bool(cfg.get("overwrite", False)))
     try:  # everything is written beside the target, then swapped in (publish_out)

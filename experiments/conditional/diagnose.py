@@ -68,7 +68,9 @@ def score(run_dir: Path, work: Path, per_class: int) -> dict:
         x = gan.sample(len(labels), seed=0, labels=labels.tolist()).numpy()
         fid = per_class_fidelity(clf, x, labels, names)
         var = within_class_variety(x, labels, real_x, real_y, names)
-        out["ema" if ema else "raw"] = {"fidelity": fid, "variety": var,
+        shape = within_class_variety(x, labels, real_x, real_y, names, standardize=True)
+        out["ema" if ema else "raw"] = {"fidelity": fid, "variety": var, "shape_variety": shape,
+                                        "mean_shape_variety": float(np.mean(list(shape.values()))),
                                         "mean_fidelity": float(np.mean(list(fid.values()))),
                                         "mean_variety": float(np.mean(list(var.values())))}
     return out
@@ -76,8 +78,9 @@ def score(run_dir: Path, work: Path, per_class: int) -> dict:
 
 def table(work: Path) -> None:
     rows = sorted(work.glob("*/diagnosis.json"), key=lambda p: p.stat().st_mtime)
-    print("| variant | steps | overrides | G | fidelity min / mean (%) | variety min / mean | worst class |")
-    print("| --- | ---: | --- | --- | ---: | ---: | --- |")
+    print("| variant | steps | overrides | G | fidelity min / mean (%) | variety min / mean "
+          "| shape variety min / mean | worst class |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | --- |")
     for p in rows:
         d = json.loads(p.read_text())
         for g in ("raw", "ema"):
@@ -85,7 +88,8 @@ def table(work: Path) -> None:
             worst = min(r["fidelity"], key=r["fidelity"].get)
             print(f"| {p.parent.name} | {d['steps']} | {' '.join(d['overrides'])} | {g} | "
                   f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
-                  f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | {worst} |")
+                  f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
+                  f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} |")
 
 
 def main() -> None:
@@ -102,16 +106,20 @@ def main() -> None:
     if args.table:
         return table(args.work)
     run_dir = args.work / args.name
-    cpu = 0.0
-    if not args.score_only:
+    record = run_dir / "diagnosis.json"
+    if args.score_only:  # rescore a trained variant: keep what trained it
+        result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
+                                                                                    "overrides", "train_cpu_s")}
+    else:
         cpu = train(run_dir, args.steps, args.overrides, args.seed)
+        result = {"name": args.name, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
+                  "train_cpu_s": round(cpu, 1)}
     t0 = time.process_time()
-    result = {"name": args.name, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
-              "train_cpu_s": round(cpu, 1), **score(run_dir, args.work, args.per_class)}
+    result.update(score(run_dir, args.work, args.per_class))
     result["score_cpu_s"] = round(time.process_time() - t0, 1)
-    (run_dir / "diagnosis.json").write_text(json.dumps(result, indent=1) + "\n")
+    record.write_text(json.dumps(result, indent=1) + "\n")
     for g in ("raw", "ema"):
-        print(g, {k: f"{100 * v:.0f}%/{result[g]['variety'][k]:.2f}" for k, v in result[g]["fidelity"].items()})
+        print(g, {k: f"{100 * v:.0f}%/{result[g]['shape_variety'][k]:.2f}" for k, v in result[g]["fidelity"].items()})
 
 
 if __name__ == "__main__":
