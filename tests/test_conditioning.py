@@ -173,3 +173,17 @@ def test_transitional_training_is_unconditional_before_start_and_conditional_aft
                 set_condition_weight(d, 1.0)
                 gan.transition = None  # the plain conditional network gives the same outputs
                 assert torch.equal(gan.sample(z, y, ema=False), x)
+
+
+def test_projection_pool_mean_divides_the_class_term_by_the_map_size():
+    torch.manual_seed(0)
+    kw = dict(resolution=16, channels=1, base_width=8, num_classes=10, conditioning="projection", norm="none")
+    d_sum = DCGANDiscriminator(**kw).eval()
+    d_mean = DCGANDiscriminator(**kw, projection_pool="mean").eval()
+    d_mean.load_state_dict(d_sum.state_dict())
+    x, y = torch.randn(4, 1, 16, 16), _labels(4)
+    plain = d_sum.to_logit(d_sum.features(x)).flatten()
+    area = d_sum.features(x).shape[2] * d_sum.features(x).shape[3]
+    torch.testing.assert_close(d_mean(x, y) - plain, (d_sum(x, y) - plain) / area)
+    with pytest.raises(ValueError, match="projection_pool"):
+        DCGANDiscriminator(**kw, projection_pool="max")

@@ -117,10 +117,13 @@ class ConditionalDiscriminator(LabelConditioned):
     conditioning: str
 
     def _add_label_head(self, num_classes: int, label_kind: str, conditioning: str, embed_dim: int | None,
-                        features: int, default_embed_dim: int) -> int:
+                        features: int, default_embed_dim: int, pool: str = "sum") -> int:
         """Create ``self.embed`` (concat) or ``self.project`` (projection onto ``features``);
-        returns how many input channels/features the concatenated labels add."""
-        self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
+        returns how many input channels/features the concatenated labels add. ``pool``: how the
+        projection and ADC heads pool the last feature map over space, ``sum`` or ``mean``."""
+        if pool not in ("sum", "mean"):
+            raise ValueError(f"discriminator projection_pool must be 'sum' or 'mean', got {pool!r}")
+        self.num_classes, self.label_kind, self.conditioning, self.pool = num_classes, label_kind, conditioning, pool
         if num_classes and conditioning == "concat":
             return self._add_label_input(num_classes, label_kind, embed_dim or default_embed_dim)
         if num_classes and conditioning == "projection":
@@ -148,12 +151,12 @@ class ConditionalDiscriminator(LabelConditioned):
             return logit
         if self.condition_weight == 0.0:
             return logit
-        return logit + _scaled((self.project(labels) * _pool(h)).sum(dim=1), self.condition_weight)
+        return logit + _scaled((self.project(labels) * _pool(h, self.pool)).sum(dim=1), self.condition_weight)
 
     def _classify(self, h: torch.Tensor) -> torch.Tensor | None:
         """ADC-GAN's ``2K`` class logits (real classes ``0..K-1``, fake classes ``K..2K-1``) from the
         last features ``h``; ``None`` for a discriminator without that head."""
-        return self.classify(_pool(h)) if hasattr(self, "classify") else None
+        return self.classify(_pool(h, self.pool)) if hasattr(self, "classify") else None
 
     def _outputs(self, logit: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None,
                  with_classes: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
@@ -162,6 +165,8 @@ class ConditionalDiscriminator(LabelConditioned):
         return (logit, self._classify(h)) if with_classes else logit
 
 
-def _pool(h: torch.Tensor) -> torch.Tensor:
-    """Last features summed over space (a flat vector passes through)."""
-    return h.sum(dim=(2, 3)) if h.dim() == 4 else h
+def _pool(h: torch.Tensor, how: str = "sum") -> torch.Tensor:
+    """Last features summed (or averaged) over space (a flat vector passes through)."""
+    if h.dim() != 4:
+        return h
+    return h.sum(dim=(2, 3)) if how == "sum" else h.mean(dim=(2, 3))
