@@ -313,6 +313,8 @@ def generate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     # sample selection (ganlab.selection): the latent indices to write, chosen before anything is written
     kept, selection = select(run, groups, spec, seed=seed, batch_size=batch_size,
                              cache_dir=cfg.get("classifier_cache_dir"))
+    for g, idx in zip(groups, kept):  # partial=true: a label that failed selection writes nothing
+        g.count = len(idx)
     final_out = str(out)
     stage = prepare_out(final_out, bool(cfg.get("overwrite", False)))
     try:  # everything is written beside the target, then swapped in (publish_out)

@@ -26,14 +26,18 @@ requested group's position and ``K`` the number of groups) and its noise is imag
 the same kept set whatever ``batch_size``. Without a filter the latent indices are generate's usual
 ``0 .. N-1`` in folder order.
 
-The count is always met, or :class:`SelectionError` names the label whose acceptance rate fell
-below ``min_acceptance`` (after ``ceil(count / min_acceptance)`` candidates). Nothing is written
-before selection has succeeded for every label.
+Every label is tried. A label whose acceptance rate falls below ``min_acceptance`` (after
+``ceil(count / min_acceptance)`` candidates) fails; the manifest's ``selection.per_class`` says what
+each label got (``requested``, ``candidates``, ``kept``, ``passed``, ``written``). By default any
+failure is a :class:`SelectionError` naming every failed label, and nothing is written; with
+``partial=true`` the labels that passed are written, the failed ones are left out (``written: 0``) and
+named in ``selection.failed`` and a warning. Nothing is written before selection has finished.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -46,6 +50,8 @@ from ganlab.labels import CLASS, label_tensor
 from ganlab.run import Run
 from ganlab.sampling import latent, latents, stream, truncation_threshold  # noqa: F401  (latent: re-exported)
 from ganlab.utils.files import sha256_file
+
+log = logging.getLogger(__name__)
 
 FILTERS = (None, "classifier", "discriminator")
 DRS_EPS = 1e-6
@@ -66,6 +72,7 @@ class Selection:
     drs_percentile: float = 95.0
     classifier_path: str | None = None
     classifier_steps: int | None = None
+    partial: bool = False
 
     @property
     def active(self) -> bool:
@@ -98,6 +105,9 @@ def parse_selection(cfg: Mapping) -> Selection:
     path = cfg.get("filter_classifier")
     if path and not os.path.isfile(str(path)):
         raise SelectionError(f"filter_classifier={path}: no such file")
+    partial = cfg.get("partial", False)
+    if not isinstance(partial, bool):
+        raise SelectionError(f"partial must be true or false, got {partial!r}")
     burn = cfg.get("drs_burn_in", 1000)
     if isinstance(burn, bool) or not isinstance(burn, int) or burn < 1:
         raise SelectionError(f"drs_burn_in must be an integer >= 1, got {burn!r}")
@@ -111,6 +121,7 @@ def parse_selection(cfg: Mapping) -> Selection:
         drs_percentile=float(_number(cfg, "drs_percentile", 95.0, 0.0, 100.0)),
         classifier_path=str(path) if path else None,
         classifier_steps=steps,
+        partial=partial,
     )
 
 
@@ -222,7 +233,8 @@ def select(run: Run, groups: Sequence, spec: Selection, *, seed: int, batch_size
             indices.append(list(range(start, start + g.count)))
             start += g.count
         record["per_class"] = {g.name or ".": {"requested": g.count, "candidates": g.count, "kept": g.count,
-                                               "acceptance_rate": 1.0} for g in groups}
+                                               "acceptance_rate": 1.0, "passed": True, "written": g.count}
+                               for g in groups}
         return indices, record
 
     if spec.filter == "classifier":
@@ -255,6 +267,7 @@ def select(run: Run, groups: Sequence, spec: Selection, *, seed: int, batch_size
 
     all_indices: list[list[int]] = []
     per: dict[str, Any] = {}
+    failed: list[str] = []
     for pos, g in enumerate(groups):
         key = int(g.label) if by_class else pos
         kept: list[int] = []
@@ -290,17 +303,28 @@ def select(run: Run, groups: Sequence, spec: Selection, *, seed: int, batch_size
                         break
         rate = len(kept) / max(n_seen, 1)
         label = g.name or "."
-        if len(kept) < g.count:
-            raise SelectionError(
-                f"filter={spec.filter}: label {label!r} kept {len(kept)} of {n_seen} candidates (acceptance rate "
-                f"{rate:.2%}, below min_acceptance={spec.min_acceptance:g}); {g.count} were requested. Lower "
-                + ("filter_threshold" if spec.filter == "classifier" else "drs_percentile / set drs_gamma lower")
-                + ", lower min_acceptance, or ask fewer images of that label")
+        passed = len(kept) >= g.count
+        if not passed:
+            failed.append(label)
         if spec.filter == "discriminator":
             extra["final_max_logit"] = d_max
-        per[label] = {"requested": g.count, "candidates": n_seen, "kept": len(kept), "acceptance_rate": rate, **extra}
-        all_indices.append(kept)
+        written = kept if passed else []
+        per[label] = {"requested": g.count, "candidates": n_seen, "kept": len(kept), "acceptance_rate": rate,
+                      **extra, "passed": passed, "written": len(written)}
+        all_indices.append(written)
     record["per_class"] = per
+    record["failed"] = failed
+    if failed:
+        what = "; ".join(f"label {n!r} kept {per[n]['kept']} of {per[n]['candidates']} candidates (acceptance rate "
+                         f"{per[n]['acceptance_rate']:.2%}, {per[n]['requested']} requested)" for n in failed)
+        why = (f"filter={spec.filter}: {what}: {len(failed)} of {len(groups)} labels below "
+               f"min_acceptance={spec.min_acceptance:g}")
+        hint = ("Lower " + ("filter_threshold" if spec.filter == "classifier" else "drs_percentile / set drs_gamma lower")
+                + ", lower min_acceptance, or ask fewer images of those labels")
+        if not spec.partial or len(failed) == len(groups):
+            raise SelectionError(f"{why}. {hint}" + ("" if spec.partial else "; partial=true writes the labels "
+                                                     "that passed and leaves these out"))
+        log.warning("%s; partial=true: writing the other %d labels without them", why, len(groups) - len(failed))
     return all_indices, record
 
 

@@ -131,5 +131,5 @@ def test_shared_label_head_concat_and_projection(make):
     assert not hasattr(c, "project") and c.embed.embed.weight.shape[0] == 4
     outs = torch.stack([c(x[:1], torch.tensor([k])) for k in range(4)]).flatten()
     assert outs.unique().numel() == 4
-    with pytest.raises(ValueError, match="'concat' or 'projection'"):
+    with pytest.raises(ValueError, match="'concat', 'projection' or 'adc'"):
         make(num_classes=4, conditioning="film")

@@ -226,3 +226,48 @@ def test_classifier_filter_refuses_a_foreign_data_target(setup, tmp_path):
         run({**setup, "ckpt": bad, "base": tmp_path}, tmp_path / "out", per_class=2, filter="classifier",
             filter_threshold=0.5)
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+# -- per-class outcomes ---------------------------------------------------------------------------------------
+def _half_classifier(path: Path) -> Path:
+    """A label classifier (cache format) that answers only classes 0-4, each with probability 1/5: with
+    threshold 0.1 every candidate of those passes and none of classes 5-9 does."""
+    from ganlab.metrics.classifier import CompactCNN
+
+    clf = CompactCNN(1, 10)
+    with torch.no_grad():
+        last = clf.head[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0] * 5 + [-30.0] * 5))
+    torch.save({"state_dict": clf.state_dict(), "info": {"widths": [16, 32, 64]}, "info_json": "{}"}, path)
+    return path
+
+
+def test_selection_tries_every_class_and_partial_writes_the_passing_ones(setup, tmp_path):
+    clf = _half_classifier(tmp_path / "half.pt")
+    kw = {"per_class": 3, "filter": "classifier", "filter_classifier": str(clf), "filter_threshold": 0.1,
+          "min_acceptance": 0.2}
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    # default: one error naming every failed class (not just the first), nothing written
+    with pytest.raises(SelectionError) as err:
+        run(setup, tmp_path / "strict", **kw)
+    assert all(f"label {n!r} kept 0 of 15 candidates" in str(err.value) for n in names[5:])
+    assert not any(f"label {n!r}" in str(err.value) for n in names[:5]) and "partial=true" in str(err.value)
+    assert not (tmp_path / "strict").exists()
+    # partial=true: the passing classes are written, the others named in the manifest
+    m = run(setup, tmp_path / "out", partial=True, **kw)
+    sel = m["selection"]
+    assert sel["failed"] == names[5:]
+    assert list(sel["per_class"]) == names  # every class was tried and reported
+    outcome = {n: tuple(sel["per_class"][n][k] for k in ("requested", "candidates", "kept", "passed", "written"))
+               for n in names}
+    assert outcome == {**{n: (3, 3, 3, True, 3) for n in names[:5]}, **{n: (3, 15, 0, False, 0) for n in names[5:]}}
+    assert m["num_images"] == 15 and {r["class"] for r in m["images"]} == set(names[:5])
+    written = {p.parent.name for p in (tmp_path / "out").rglob("*.png")}
+    assert len(written) == 5 and sum(1 for _ in (tmp_path / "out").rglob("*.png")) == 15
+    # partial with no class passing: still an error, nothing written
+    with pytest.raises(SelectionError, match="10 of 10 labels"):
+        run(setup, tmp_path / "none", partial=True, **{**kw, "filter_threshold": 0.5})
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(SelectionError, match="partial must be true or false"):
+        run(setup, tmp_path / "bad", partial="yes", **kw)

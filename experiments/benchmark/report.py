@@ -138,7 +138,7 @@ def sample_grid(table: Table, job_dir: Path, path: Path) -> None:
         ckpt = job_dir / "train" / "checkpoints" / "last.ckpt"
         if not ckpt.exists():
             return
-        from ganlab.metrics.sampling import GanSamples
+        from ganlab.metrics.fakes import GanSamples
         from ganlab.models import load_gan
 
         imgs = GanSamples.create(load_gan(str(ckpt)), 64, seed=0).images(slice(0, 64))

@@ -194,6 +194,44 @@ def accuracy_report(pred: np.ndarray, labels: np.ndarray, label_kind: str, class
             "per_class": per, "n": int(len(labels))}
 
 
+def per_class_fidelity(model: nn.Module, images: np.ndarray | torch.Tensor, requested: np.ndarray,
+                       class_names: Sequence[str], batch_size: int = 512) -> dict[str, float]:
+    """Class labels: ``{class name: share of the images generated for that class that ``model`` reads
+    as that class}`` for every class with at least one image (uint8 images, requested class indices)."""
+    requested = np.asarray(requested).astype(np.int64)
+    pred = predict(model, images, batch_size=batch_size)
+    return {name: float((pred[requested == c] == c).mean()) for c, name in enumerate(class_names)
+            if (requested == c).any()}
+
+
+def warn_collapsed(fidelity: dict[str, float], threshold: float = 0.5, where: str = "evaluation") -> list[str]:
+    """Log a warning naming every class whose fidelity is below ``threshold``; returns those classes."""
+    low = [n for n, v in fidelity.items() if v < threshold]
+    if low:
+        log.warning("class fidelity collapsed at %s: %s read as their class below %.0f %% (%s); the generator "
+                    "draws them as other classes", where, ", ".join(low), 100 * threshold,
+                    ", ".join(f"{n} {100 * fidelity[n]:.0f} %" for n in low))
+    return low
+
+
+def within_class_variety(images: np.ndarray, labels: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray,
+                         class_names: Sequence[str], standardize: bool = False) -> dict[str, float]:
+    """Per class: the mean per-pixel standard deviation across the class's ``images`` divided by the
+    same across its ``real_images`` (uint8 or float alike; 1 = as varied as the real class, near 0 =
+    one image repeated). ``standardize``: each image is first shifted and scaled to mean 0, std 1, so
+    images that differ only in brightness / contrast count as one shape. Classes missing from either
+    set are left out."""
+    def spread(x: np.ndarray) -> float:
+        x = x.astype(np.float64).reshape(len(x), -1)
+        if standardize:
+            x = (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-8)
+        return float(x.std(0).mean())
+
+    images, real_images = np.asarray(images), np.asarray(real_images)
+    return {name: spread(images[labels == c]) / spread(real_images[real_labels == c])
+            for c, name in enumerate(class_names) if (labels == c).sum() > 1 and (real_labels == c).sum() > 1}
+
+
 # -- the cached label-fidelity classifier --------------------------------------------------------------
 def heldout_split(datamodule) -> str | None:
     splits = getattr(getattr(datamodule, "prepared", None), "splits", {}) or {}
@@ -283,9 +321,11 @@ def per_class_fid(real_features, real_labels, fake_features, fake_labels, label_
 
 def conditional_report(*, datamodule, samples, real_features, real_indices, fake_features, split: str = "train",
                        cache_dir: str | None = None, device: str | torch.device = "cpu", batch_size: int = 256,
-                       intra_fid: bool = True, classifier_settings: dict | None = None) -> dict[str, Any]:
+                       intra_fid: bool = True, classifier_settings: dict | None = None,
+                       collapse_threshold: float = 0.5) -> dict[str, Any]:
     """Label fidelity (classifier accuracy on the fakes per requested label) and per-class FID for
-    the fakes of a conditional GAN. ``samples`` is a :class:`ganlab.metrics.fakes.GanSamples`
+    the fakes of a conditional GAN; classes (class labels) whose fidelity is below
+    ``collapse_threshold`` are listed under ``label_fidelity.collapsed`` and named in a warning. ``samples`` is a :class:`ganlab.metrics.fakes.GanSamples`
     (its ``labels`` are the requested labels); ``real_indices`` the rows of ``split`` behind
     ``real_features``."""
     kind, names = datamodule.label_kind, list(datamodule.class_names)
@@ -297,6 +337,10 @@ def conditional_report(*, datamodule, samples, real_features, real_indices, fake
     out: dict[str, Any] = {"label_kind": kind, "class_names": names,
                            "label_fidelity": accuracy_report(pred, requested, kind, names),
                            "classifier": {k: v for k, v in info.items() if k not in ("class_names",)}}
+    if kind == "class":
+        per = {n: p["accuracy"] for n, p in out["label_fidelity"]["per_class"].items()}
+        out["label_fidelity"]["collapsed"] = warn_collapsed(per, collapse_threshold, "evaluation")
+        out["label_fidelity"]["collapse_threshold"] = collapse_threshold
     if intra_fid:
         real_labels = np.asarray(datamodule.split_labels(split))[np.asarray(real_indices)]
         out["intra_fid"] = per_class_fid(real_features, real_labels, fake_features, requested, kind, names)
@@ -313,6 +357,8 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
         rows[f"classifier accuracy on real {held['split']} (ceiling)"] = held.get("accuracy")
     for name, p in fid.get("per_class", {}).items():
         rows[f"accuracy {name}"] = p.get("accuracy", p.get("balanced"))
+    if "collapsed" in fid:
+        rows[f"classes below {100 * fid['collapse_threshold']:.0f} % fidelity"] = ", ".join(fid["collapsed"]) or "none"
     intra = report.get("intra_fid")
     if intra:
         rows["intra-FID (mean over classes)"] = intra.get("mean")
@@ -322,4 +368,4 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["CompactCNN", "accuracy_report", "features", "random_translate", "report_rows", "classifier_cache_path", "conditional_report", "get_label_classifier",
-           "heldout_split", "per_class_fid", "predict", "train_classifier"]
+           "heldout_split", "per_class_fid", "per_class_fidelity", "warn_collapsed", "within_class_variety", "predict", "train_classifier"]

@@ -18,6 +18,9 @@ Lightning pitfalls handled here:
 - discriminator augmentation (``augment``: DiffAugment, ADA) is one child module applied to every
   image D sees - reals and fakes, D step, G step and regularizers - so its state (ADA's p) is
   in the state_dict; with ``augment=None`` the loop is exactly the unaugmented one;
+- conditional GANs may add ADC-GAN's classifier terms (``class_loss``, with a discriminator of
+  conditioning ``adc``) and transitional conditioning (``transition``: the label paths weighted by
+  lambda(generator step), 0 -> 1; set before every step and every sample, so resume is exact);
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
 - a non-finite loss stops the run before any checkpoint is written from that step, and a
   checkpoint is never written from non-finite weights, so ``last.ckpt`` stays the last good
@@ -69,12 +72,15 @@ class GAN(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         speed: Speed | None = None,
+        class_loss: Any = None,
+        transition: Any = None,
     ) -> None:
         super().__init__()
         # the parts given as Hydra configs (ganlab.train) are the hyperparameters: they rebuild the
         # model in GAN.load_from_checkpoint; parts given as objects (Python API) are not recorded
         self.save_hyperparameters(ignore=[k for k, v in locals().items() if not _is_plain(v)], logger=False)
-        generator, discriminator, loss, augment, lecam = map(_built, (generator, discriminator, loss, augment, lecam))
+        generator, discriminator, loss, augment, lecam, class_loss, transition = map(
+            _built, (generator, discriminator, loss, augment, lecam, class_loss, transition))
         g_optimizer, d_optimizer, g_scheduler, d_scheduler = map(_built, (g_optimizer, d_optimizer, g_scheduler,
                                                                           d_scheduler))
         regularizers = [_built(r) for r in regularizers or ()]
@@ -90,6 +96,12 @@ class GAN(L.LightningModule):
         self.regularizers = list(regularizers or ())
         warn_batch_norm_critic(self.regularizers, discriminator)
         self.lecam = lecam  # a child module: its EMAs are in the state_dict
+        has_classifier = hasattr(discriminator, "classify")
+        if has_classifier != (class_loss is not None):
+            raise ValueError("an ADC discriminator (discriminator.conditioning=adc) and a class_loss go together "
+                             f"(model/class_loss=adc sets both); got conditioning "
+                             f"{getattr(discriminator, 'conditioning', None)!r} and class_loss={class_loss!r}")
+        self.class_loss, self.transition = class_loss, transition
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.augment = augment
         self.ema_decay, self.ema_start = ema_decay, ema_start
@@ -123,6 +135,7 @@ class GAN(L.LightningModule):
     def sample(self, z: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
         """Images in ``[-1, 1]`` from the EMA generator (or the raw one), in eval mode."""
         g = self.generator_ema if (ema and self.generator_ema is not None) else self.generator
+        self._apply_condition_weight()
         was_training = g.training
         g.eval()
         try:
@@ -159,6 +172,7 @@ class GAN(L.LightningModule):
         labels = labels if self.num_classes else None
         opt_g, opt_d = self.optimizers()
         n = real.shape[0]
+        self._apply_condition_weight()
 
         for i in range(self.n_critic):
             # the last critic step's fakes are made with a graph and reused for the G step
@@ -190,12 +204,16 @@ class GAN(L.LightningModule):
     def _discriminator_step(self, opt, real, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
         real_in, fake_in = self._d_input(real), self._d_input(fake)
-        d_real = self.discriminator(real_in, labels)
-        d_fake = self.discriminator(fake_in, labels)
+        d_real, c_real = self._discriminate(real_in, labels)
+        d_fake, c_fake = self._discriminate(fake_in, labels)
         adv = self.loss.discriminator(d_real, d_fake)
         stats = {"d/real_score": self.loss.score(d_real).mean().detach(),
                  "d/fake_score": self.loss.score(d_fake).mean().detach()}
         total = adv
+        if c_real is not None:  # ADC-GAN: classify reals as their class, fakes as "generated class"
+            cls = self.condition_weight * self.class_loss.discriminator(c_real, c_fake, labels)
+            stats["class/d_loss"] = cls.detach()
+            total = total + cls
         for reg in self.regularizers + ([self.lecam] if self.lecam is not None else []):
             penalty = reg(self.discriminator, real_in, fake_in, labels, self.discriminator_step,
                           d_real=d_real, d_fake=d_fake)
@@ -220,14 +238,40 @@ class GAN(L.LightningModule):
 
     def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
-        loss = self.loss.generator(self.discriminator(self._d_input(fake), labels))
+        d_fake, c_fake = self._discriminate(self._d_input(fake), labels)
+        loss = self.loss.generator(d_fake)
+        stats = {}
+        if c_fake is not None:
+            cls = self.condition_weight * self.class_loss.generator(c_fake, labels)
+            stats["class/g_loss"] = cls.detach()
+            loss = loss + cls
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.g_grad_clip:
             self.clip_gradients(opt, gradient_clip_val=self.g_grad_clip, gradient_clip_algorithm="norm")
         opt.step()
         self.untoggle_optimizer(opt)
-        return {"loss/g": loss.detach()}
+        return {"loss/g": loss.detach(), **stats}
+
+    def _discriminate(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits, and its ADC class logits when it has that head (else ``None``)."""
+        if self.class_loss is None:
+            return self.discriminator(x, labels), None
+        return self.discriminator(x, labels, with_classes=True)
+
+    @property
+    def condition_weight(self) -> float:
+        """Transitional conditioning's lambda at the current generator step (1 without a transition)."""
+        return 1.0 if self.transition is None else self.transition.weight(self.generator_step)
+
+    def _apply_condition_weight(self) -> None:
+        if self.transition is None:
+            return
+        from ganlab.models.networks.conditioning import set_condition_weight
+
+        for net in (self.generator, self.discriminator, self.generator_ema):
+            if net is not None:
+                set_condition_weight(net, self.condition_weight)
 
     def _d_input(self, x: torch.Tensor) -> torch.Tensor:
         """What D sees: the augmented image (gradients flow through to G), plus instance noise."""

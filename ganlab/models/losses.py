@@ -80,3 +80,27 @@ class LeastSquaresLoss(AdversarialLoss):
 
     def generator(self, fake):
         return 0.5 * ((fake - 1.0) ** 2).mean()
+
+
+class ADCLoss:
+    """ADC-GAN's classifier terms (Hou et al. 2022) for a discriminator with conditioning ``adc``,
+    whose head gives ``2K`` class logits: real images of class c are class ``c``, generated ones
+    class ``K + c``. D minimises ``weight * (CE(real -> c) + CE(fake -> K + c))``; G minimises
+    ``weight * (CE(fake -> c) - CE(fake -> K + c))``: look like a real c, not like a generated c.
+    Added to the adversarial loss by :class:`ganlab.models.gan.GAN` (``class_loss``)."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        if weight < 0:
+            raise ValueError(f"ADCLoss weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def discriminator(self, real_classes: torch.Tensor, fake_classes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        y, k = labels.long().view(-1), real_classes.shape[1] // 2
+        return self.weight * (F.cross_entropy(real_classes, y) + F.cross_entropy(fake_classes, y + k))
+
+    def generator(self, fake_classes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        y, k = labels.long().view(-1), fake_classes.shape[1] // 2
+        return self.weight * (F.cross_entropy(fake_classes, y) - F.cross_entropy(fake_classes, y + k))
+
+    def __repr__(self) -> str:
+        return f"ADCLoss(weight={self.weight})"

@@ -91,13 +91,15 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         label_kind: str = "class",
         conditioning: str = "projection",
         embed_dim: int | None = None,
+        projection_pool: str = "sum",
     ) -> None:
         super().__init__()
         self.resolution, self.channels = resolution, channels
         s, k = start_size(resolution)
         widths = stage_widths(k, base_width, max_width)[::-1]  # largest map first
         in_ch = channels + self._add_label_head(num_classes, label_kind, conditioning, embed_dim,
-                                                features=widths[-1], default_embed_dim=min(num_classes, 16))
+                                                features=widths[-1], default_embed_dim=min(num_classes, 16),
+                                                pool=projection_pool)
         layers: list[nn.Module] = []
         for i, w in enumerate(widths):
             layers.append(nn.Conv2d(in_ch, w, 4, 2, 1, bias=(i == 0 or norm == "none")))
@@ -109,6 +111,6 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         self.to_logit = nn.Conv2d(in_ch, 1, s, 1, 0)
         self._init_weights(spectral_norm)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, with_classes: bool = False):
         h = self.features(self._join_labels(x, labels))
-        return self._project_labels(self.to_logit(h).flatten(1).squeeze(1), h, labels)
+        return self._outputs(self.to_logit(h).flatten(1).squeeze(1), h, labels, with_classes)

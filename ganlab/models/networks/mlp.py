@@ -78,6 +78,6 @@ class MLPDiscriminator(ConditionalDiscriminator):
         self.to_logit = nn.Linear(hidden[-1], 1)
         self._init_weights(spectral_norm)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, with_classes: bool = False):
         h = self.body(self._join_labels(x.flatten(1), labels))
-        return self._project_labels(self.to_logit(h).squeeze(1), h, labels)
+        return self._outputs(self.to_logit(h).squeeze(1), h, labels, with_classes)

@@ -1,0 +1,126 @@
+"""Why does one conditional recipe collapse each class to one shape? Controlled runs on all of
+Fashion-MNIST: train ``experiment`` at the CPU width with extra overrides (one change at a time),
+then score the raw and the EMA generator per class:
+
+* label fidelity: the share of the images generated for class c that the label classifier (the
+  compact CNN of :mod:`ganlab.metrics.classifier`, trained on the 60,000 real training images)
+  reads as c;
+* variety: the mean per-pixel standard deviation across the class's generated images divided by
+  the same across the class's real training images (1 = as varied as the real class).
+
+    python experiments/conditional/diagnose.py --steps 1000 strong experiment=cgan_fashion_strong
+    python experiments/conditional/diagnose.py --steps 1000 strong_bn experiment=cgan_fashion_strong \
+        model/augment=none
+
+Each variant writes ``<work>/<name>/diagnosis.json``; ``--table`` prints every finished variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CPU_WIDTH = ["model.generator.base_width=32", "model.discriminator.base_width=32", "model.generator.z_dim=64"]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("GANLAB_DATA") or REPO.parent / "shared" / "data") / "fashion-mnist"
+
+
+def train(run_dir: Path, steps: int, overrides: list[str], seed: int) -> float:
+    """``ganlab.train`` with only the checkpoint callback; returns the CPU seconds it took."""
+    cmd = [sys.executable, "-m", "ganlab.train", *CPU_WIDTH, f"generator_steps={steps}", f"seed={seed}",
+           "trainer.accelerator=cpu", "callbacks=model_checkpoint", "logger=csv", f"checkpoint_every={steps}",
+           f"hydra.run.dir={run_dir}", "data.num_workers=0", *overrides]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def score(run_dir: Path, work: Path, per_class: int) -> dict:
+    import ganlab
+    from ganlab.data.datamodule import GANDataModule
+    from ganlab.data.sources import FashionMNIST
+    from ganlab.metrics.classifier import get_label_classifier, per_class_fidelity, within_class_variety
+
+    dm = GANDataModule(source=FashionMNIST, root=str(data_root()), resolution=28, channels=1, labels="class",
+                       cache_dir=str(work / "cache" / "data"), num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"), steps=800)
+    real_x, real_y = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train"))
+    names = list(dm.class_names)
+    labels = np.repeat(np.arange(len(names)), per_class)
+    out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class")}
+    for ema in (False, True):
+        gan = ganlab.load(run_dir / "checkpoints" / "last.ckpt", ema=ema, device="cpu")
+        x = gan.sample(len(labels), seed=0, labels=labels.tolist()).numpy()
+        fid = per_class_fidelity(clf, x, labels, names)
+        var = within_class_variety(x, labels, real_x, real_y, names)
+        shape = within_class_variety(x, labels, real_x, real_y, names, standardize=True)
+        out["ema" if ema else "raw"] = {"fidelity": fid, "variety": var, "shape_variety": shape,
+                                        "mean_shape_variety": float(np.mean(list(shape.values()))),
+                                        "mean_fidelity": float(np.mean(list(fid.values()))),
+                                        "mean_variety": float(np.mean(list(var.values())))}
+    return out
+
+
+def table(work: Path) -> None:
+    rows = sorted(work.glob("*/diagnosis.json"), key=lambda p: p.stat().st_mtime)
+    print("| variant | steps | overrides | G | fidelity min / mean (%) | variety min / mean "
+          "| shape variety min / mean | worst class |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | --- |")
+    for p in rows:
+        d = json.loads(p.read_text())
+        for g in ("raw", "ema"):
+            r = d[g]
+            worst = min(r["fidelity"], key=r["fidelity"].get)
+            print(f"| {p.parent.name} | {d['steps']} | {' '.join(d['overrides'])} | {g} | "
+                  f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
+                  f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
+                  f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=int, default=200)
+    p.add_argument("--work", type=Path, default=Path("/tmp/ganlab-conditional"))
+    p.add_argument("--table", action="store_true")
+    p.add_argument("--score-only", action="store_true")
+    args = p.parse_args()
+    if args.table:
+        return table(args.work)
+    run_dir = args.work / args.name
+    record = run_dir / "diagnosis.json"
+    if args.score_only:  # rescore a trained variant: keep what trained it
+        result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
+                                                                                    "overrides", "train_cpu_s")}
+    else:
+        cpu = train(run_dir, args.steps, args.overrides, args.seed)
+        result = {"name": args.name, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
+                  "train_cpu_s": round(cpu, 1)}
+    t0 = time.process_time()
+    result.update(score(run_dir, args.work, args.per_class))
+    result["score_cpu_s"] = round(time.process_time() - t0, 1)
+    record.write_text(json.dumps(result, indent=1) + "\n")
+    for g in ("raw", "ema"):
+        print(g, {k: f"{100 * v:.0f}%/{result[g]['shape_variety'][k]:.2f}" for k, v in result[g]["fidelity"].items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Per-class label fidelity: the metric, its collapse warning, the in-training callback (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from _cgan_helpers import QUIET, TINY_DCGAN, fashion_overrides, write_fashion_like
+from ganlab.metrics.classifier import per_class_fidelity, warn_collapsed, within_class_variety
+from ganlab.train import train
+
+
+class ReadsCornerPixel(nn.Module):
+    """A 'classifier' whose answer is written in the image: class = top-left pixel value // 20."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        c = torch.round((x[:, 0, 0, 0] + 1.0) * 127.5 / 20.0)
+        return -(torch.arange(self.k, dtype=x.dtype) - c[:, None]).abs() + 0 * self.dummy
+
+
+def test_per_class_fidelity_equals_a_hand_count():
+    requested = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    read_as = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1])
+    images = np.zeros((9, 1, 4, 4), dtype=np.uint8)
+    images[:, 0, 0, 0] = read_as * 20
+    fid = per_class_fidelity(ReadsCornerPixel(4), images, requested, ["a", "b", "c", "d"])
+    # by hand: a 2 of 3, b 2 of 2, c 2 of 4; d was never requested
+    assert fid == {"a": 2 / 3, "b": 1.0, "c": 0.5}
+
+
+def test_collapse_warning_names_the_classes(caplog):
+    with caplog.at_level(logging.WARNING):
+        low = warn_collapsed({"Shirt": 0.01, "Trouser": 0.99, "Coat": 0.3}, 0.5, "generator step 7")
+    assert low == ["Shirt", "Coat"]
+    msg = caplog.text
+    assert "generator step 7" in msg and "Shirt 1 %" in msg and "Coat 30 %" in msg and "Trouser" not in msg
+    caplog.clear()
+    assert warn_collapsed({"Shirt": 0.9}, 0.5) == [] and caplog.text == ""
+
+
+def test_within_class_variety_is_one_for_the_real_images_and_zero_for_a_repeated_one():
+    rng = np.random.default_rng(0)
+    real, y = rng.integers(0, 255, (40, 1, 6, 6)).astype(np.uint8), np.arange(40) % 2
+    v = within_class_variety(real, y, real, y, ["a", "b"])
+    assert v == {"a": 1.0, "b": 1.0}
+    same = np.repeat(real[:1], 40, axis=0)
+    assert within_class_variety(same, y, real, y, ["a", "b"]) == {"a": 0.0, "b": 0.0}
+
+
+def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(make_cfg, tmp_path, caplog):
+    import hydra
+
+    from ganlab.callbacks.class_fidelity import ClassFidelity
+    from ganlab.models import load_gan
+
+    root = write_fashion_like(tmp_path / "fm")
+    cfg = make_cfg(tmp_path, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
+                   "generator_steps=4", "checkpoint_every=4", "sample_every=2",
+                   "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
+                   "callbacks.class_fidelity.classifier_steps=30", "callbacks.class_fidelity.threshold=0.95",
+                   "logger=csv", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
+                   tiny=False)
+    with caplog.at_level(logging.WARNING):
+        train(cfg)
+    run = tmp_path / "run"
+    record = json.loads((run / "class_fidelity.json").read_text())
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert [h["generator_step"] for h in record["history"]] == [2, 4]
+    last = record["history"][-1]
+    assert set(last) == {"generator_step", *names}
+    assert (run / "class_fidelity.png").stat().st_size > 0
+    logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert all(f"class_fidelity/{n}" in logged for n in names) and "class_fidelity/min" in logged
+    # every class under the threshold is named in the step-4 warning
+    low = [n for n in names if last[n] < 0.95]
+    assert low, "a 4-step generator should not reach 95 % everywhere"
+    step4 = [r.getMessage() for r in caplog.records if "generator step 4" in r.getMessage()]
+    assert step4 and all(n in step4[0] for n in low)
+    # the logged numbers are a recount: the same classifier (from its cache) on the checkpoint's EMA samples
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    gan = load_gan(run / "checkpoints" / "last.ckpt")
+    again = ClassFidelity(per_class=6, cache_dir=str(tmp_path / "cache" / "classifier"), classifier_steps=30)
+    assert again.measure(gan, dm, names) == {n: last[n] for n in names}
