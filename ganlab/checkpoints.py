@@ -183,13 +183,21 @@ def _first_line(text: str) -> str:
 
 
 def check_targets(cfg: Any, *, path: str | os.PathLike, what: str = "config") -> None:
-    """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist."""
+    """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist, or
+    any value is an interpolation (:func:`interpolations`); ``cfg`` is checked as it will be built,
+    so pass it resolved (``OmegaConf.to_container(node, resolve=True)``)."""
     bad = sorted(set(foreign_targets(cfg)))
     if bad:
         raise CheckpointError(
             f"refusing to instantiate the {what} stored in checkpoint {path}: its _target_ "
             f"{', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} (a checkpoint must not choose "
             f"what code runs). {TRUST_HINT}")
+    hidden = sorted(set(interpolations(cfg)))
+    if hidden:
+        raise CheckpointError(
+            f"refusing to instantiate the {what} stored in checkpoint {path}: it holds the interpolation(s) "
+            f"{', '.join(repr(h[:80]) for h in hidden[:3])}, which instantiating would resolve into values no _target_ "
+            f"check saw (e.g. ${{oc.create:...}}); ganlab stores its configs resolved. {TRUST_HINT}")
 
 
 def foreign_targets(cfg: Any) -> Iterable[str]:
@@ -203,6 +211,21 @@ def foreign_targets(cfg: Any) -> Iterable[str]:
     elif isinstance(cfg, (list, tuple)):
         for v in cfg:
             yield from foreign_targets(v)
+
+
+def interpolations(cfg: Any) -> Iterable[str]:
+    """String values (and keys) of ``cfg`` that hold an OmegaConf interpolation ``${...}``: Hydra
+    resolves them when it instantiates, so they could build objects :func:`foreign_targets` never saw."""
+    if isinstance(cfg, str):
+        if "${" in cfg:
+            yield cfg
+    elif isinstance(cfg, dict) or hasattr(cfg, "items"):
+        for k, v in cfg.items():
+            yield from interpolations(k)
+            yield from interpolations(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            yield from interpolations(v)
 
 
 def allowed_target_roots() -> tuple[str, ...]:

@@ -68,10 +68,18 @@ def data_config(data: Any = None, ckpt: str | None = None, trust: bool = False) 
     if path is not None:
         run_cfg = OmegaConf.load(path)
         if run_cfg.get("data") is not None:
-            from ganlab.checkpoints import check_targets
+            from omegaconf.errors import OmegaConfBaseException
 
-            if not trust:  # a run folder from elsewhere must not pick the code
-                check_targets(OmegaConf.to_container(run_cfg.data), path=path, what="data config")
+            from ganlab.checkpoints import CheckpointError, check_targets
+
+            if not trust:  # a run folder from elsewhere must not pick the code: checked resolved, as it is built
+                try:
+                    resolved = OmegaConf.to_container(run_cfg.data, resolve=True)
+                except OmegaConfBaseException as err:
+                    first = next(iter(str(err).splitlines()), "")
+                    raise CheckpointError(f"{path}: its data config does not resolve ({first}); pass data=NAME, or "
+                                          "trust_checkpoint=true for a run folder you trust") from None
+                check_targets(resolved, path=path, what="data config")
             log.info("data config taken from %s", path)
             return run_cfg.data
     raise EvaluateError("no data set: pass data=NAME (conf/data/NAME.yaml), or a ckpt inside a ganlab.train run folder")

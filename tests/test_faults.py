@@ -341,3 +341,26 @@ def test_ddp_non_finite_on_one_rank_stops_every_rank(tmp_path):
     assert "non-finite generator loss (nan) at generator step 3" in out  # rank 1
     assert time.time() - t0 < 200
     assert load_gan(tmp_path / "run" / "checkpoints" / "last.ckpt").generator_step == 2
+
+
+def test_interpolations_cannot_smuggle_a_target(tmp_path):
+    """A stored config's string ``${oc.create:{_target_: ...}}`` (or a run folder's ``${node}``) is
+    resolved by Hydra only when it instantiates: the check refuses it before anything is built."""
+    from ganlab.checkpoints import instantiate_from_checkpoint
+    from ganlab.evaluate import data_config
+
+    smuggled = {"_target_": "torch.nn.Identity", "x": "${oc.create:{_target_: builtins.print, _args_: [built]}}"}
+    with pytest.raises(CheckpointError, match="interpolation"):
+        instantiate_from_checkpoint(smuggled, path=tmp_path / "x.ckpt", what="data config")
+    instantiate_from_checkpoint(smuggled, path=tmp_path / "x.ckpt", what="data config", trust=True)  # trusted: built
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "evil:\n  _target_: builtins.print\ndata:\n  _target_: torch.nn.Identity\n  x: ${evil}\n")
+    with pytest.raises(CheckpointError, match="'builtins.print' is outside"):
+        data_config(None, str(run / "checkpoints" / "last.ckpt"))
+    (run / ".hydra" / "config.yaml").write_text("data:\n  _target_: torch.nn.Identity\n  x: \\${evil}\n")
+    with pytest.raises(CheckpointError, match="interpolation"):  # escaped: a literal ${evil} after resolving
+        data_config(None, str(run / "checkpoints" / "last.ckpt"))
+    assert data_config(None, str(run / "checkpoints" / "last.ckpt"), trust=True)._target_ == "torch.nn.Identity"
