@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ganlab.utils.device import choose_device
 from ganlab.utils.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 #: file name torch-fidelity downloads (the 8 hex digits are the start of the file's sha256)
@@ -366,7 +367,7 @@ class InceptionExtractor:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.weights = resolve_inception_weights(weights_path, cache_dir=cache_dir)
-        self.device = torch.device(resolve_device(device))
+        self.device = choose_device(device)
         self.batch_size = int(batch_size)
         layers = [FEATURE_LAYER, LOGITS_LAYER] if self.weights.has_logits else [FEATURE_LAYER]
         with warnings.catch_warnings():
@@ -446,12 +447,6 @@ def as_uint8_rgb(x) -> torch.Tensor:
     return x.contiguous()
 
 
-def resolve_device(device: str | torch.device | None) -> str:
-    if device is None or str(device) == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
 _EXTRACTORS: dict[tuple, InceptionExtractor] = {}
 
 
@@ -460,7 +455,7 @@ def get_inception_extractor(
 ) -> InceptionExtractor:
     """A process-wide shared :class:`InceptionExtractor` per (weights, device, CPU path)."""
     w = resolve_inception_weights(weights_path)
-    dev = resolve_device(device)
+    dev = str(choose_device(device))
     path = resolve_cpu_path(cpu_path) if torch.device(dev).type == "cpu" else "fidelity"
     key = (w.path, w.sha256, dev, path)
     ext = _EXTRACTORS.get(key)
@@ -483,5 +478,4 @@ __all__: Sequence[str] = [
     "get_inception_extractor",
     "resolve_inception_weights",
     "resolve_cpu_path",
-    "resolve_device",
 ]
