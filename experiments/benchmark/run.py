@@ -292,12 +292,13 @@ class Job:
         if self.row.plain:
             state = self.train_dir / "state.pt"
             return _plain_step(state) if state.exists() else None
-        from ganlab.checkpoints import load_checkpoint, newest_loadable
+        from ganlab.checkpoints import checkpoint_candidates, first_loadable, load_checkpoint
 
         folder = self.train_dir / "checkpoints"
         with _LOADING:  # one lane at a time (two lanes loading checkpoints at once hung in torch)
-            found = newest_loadable(folder) if folder.is_dir() else None
-            return None if found is None else int(load_checkpoint(found).get("ganlab", {}).get("generator_step", 0))
+            # (path, dict) of the newest loadable one: loaded once (newest_loadable + a second load read it twice)
+            found = first_loadable(checkpoint_candidates(folder), load_checkpoint) if folder.is_dir() else None
+            return None if found is None else int(found[1].get("ganlab", {}).get("generator_step", 0))
 
     def score_points(self) -> list[tuple[str, list[str]]]:
         """(name, ganlab.evaluate overrides) of every evaluation of this job."""
