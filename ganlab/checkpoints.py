@@ -147,11 +147,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, trust
     import io
 
     path = os.fspath(path)
-    if data is None:
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint {path}: no such file")
-        if os.path.getsize(path) == 0:
-            raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted")
+    if data is None and not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:  # also bytes read by ganlab.run
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted")
     source = io.BytesIO(data) if data is not None else path
     try:
         ckpt = torch.load(source, map_location=map_location, weights_only=not trust)
