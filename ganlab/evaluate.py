@@ -47,6 +47,7 @@ from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.results import markdown_report, write_json
 from ganlab.run import open_run, run_config_for_checkpoint
 from ganlab.utils.conf_dir import conf_dir
+from ganlab.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,7 @@ def write_report(result: Mapping[str, Any], out: str) -> None:
             **{f"kept {c}": v for c, v in sel["per_class"].items()}}
     md = markdown_report(result["values"], result["protocol"], title="ganlab evaluation", skipped=result["skipped"],
                          extra_sections={k: v for k, v in sections.items() if v})
-    with open(os.path.join(out, "metrics.md"), "w") as f:
-        f.write(md)
+    atomic_write_text(md, os.path.join(out, "metrics.md"))  # as metrics.json: complete or absent
 
 
 def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any = None) -> dict[str, Any]:
