@@ -333,8 +333,11 @@ CPU_PATHS = ("fast", "fidelity")
 CPU_PATH_ENV = "GANLAB_INCEPTION_CPU_PATH"
 
 
-def resolve_cpu_path(cpu_path: str | None = None) -> str:
-    """``cpu_path`` argument, else ``$GANLAB_INCEPTION_CPU_PATH``, else ``fast``."""
+def resolve_cpu_path(cpu_path: str | None = None, device: str | torch.device = "cpu") -> str:
+    """The forward pass used on ``device``: on a CPU the ``cpu_path`` argument, else
+    ``$GANLAB_INCEPTION_CPU_PATH``, else ``fast``; other devices always ``fidelity``."""
+    if torch.device(device).type != "cpu":
+        return "fidelity"
     value = cpu_path or os.environ.get(CPU_PATH_ENV) or "fast"
     if value not in CPU_PATHS:
         raise ValueError(f"InceptionV3 cpu_path={value!r} (or ${CPU_PATH_ENV}): expected one of {', '.join(CPU_PATHS)}")
@@ -376,7 +379,7 @@ class InceptionExtractor:
                 EXTRACTOR_NAME, layers, feature_extractor_weights_path=self.weights.path
             )
         self.model.to(self.device).eval().requires_grad_(False)
-        self.cpu_path = resolve_cpu_path(cpu_path) if self.device.type == "cpu" else "fidelity"
+        self.cpu_path = resolve_cpu_path(cpu_path, self.device)
         self.fast = None
         if self.cpu_path == "fast":
             from ganlab.metrics.inception_cpu import FastInceptionV3
@@ -456,7 +459,7 @@ def get_inception_extractor(
     """A process-wide shared :class:`InceptionExtractor` per (weights, device, CPU path)."""
     w = resolve_inception_weights(weights_path)
     dev = str(choose_device(device))
-    path = resolve_cpu_path(cpu_path) if torch.device(dev).type == "cpu" else "fidelity"
+    path = resolve_cpu_path(cpu_path, dev)
     key = (w.path, w.sha256, dev, path)
     ext = _EXTRACTORS.get(key)
     if ext is None:
