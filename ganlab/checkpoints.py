@@ -185,18 +185,17 @@ def check_targets(cfg: Any, *, path: str | os.PathLike, what: str = "config") ->
     """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist, or
     any value is an interpolation (:func:`interpolations`); ``cfg`` is checked as it will be built,
     so pass it resolved (``OmegaConf.to_container(node, resolve=True)``)."""
-    bad = sorted(set(foreign_targets(cfg)))
+    bad, hidden = sorted(set(foreign_targets(cfg))), sorted(set(interpolations(cfg)))
     if bad:
-        raise CheckpointError(
-            f"refusing to instantiate the {what} stored in checkpoint {path}: its _target_ "
-            f"{', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} (a checkpoint must not choose "
-            f"what code runs). {TRUST_HINT}")
-    hidden = sorted(set(interpolations(cfg)))
-    if hidden:
-        raise CheckpointError(
-            f"refusing to instantiate the {what} stored in checkpoint {path}: it holds the interpolation(s) "
-            f"{', '.join(repr(h[:80]) for h in hidden[:3])}, which instantiating would resolve into values no _target_ "
-            f"check saw (e.g. ${{oc.create:...}}); ganlab stores its configs resolved. {TRUST_HINT}")
+        why = (f"its _target_ {', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} "
+               "(a checkpoint must not choose what code runs)")
+    elif hidden:
+        why = (f"it holds the interpolation(s) {', '.join(repr(h[:80]) for h in hidden[:3])}, which instantiating "
+               "would resolve into values no _target_ check saw (e.g. ${oc.create:...}); ganlab stores its configs "
+               "resolved")
+    else:
+        return
+    raise CheckpointError(f"refusing to instantiate the {what} stored in checkpoint {path}: {why}. {TRUST_HINT}")
 
 
 def foreign_targets(cfg: Any) -> Iterable[str]:
