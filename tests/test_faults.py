@@ -101,6 +101,10 @@ def damaged_copies(src: Path, folder: Path) -> dict[str, Path]:
     foreign["hyper_parameters"]["generator"]["_target_"] = "os.system"
     out["target"] = folder / "target.ckpt"
     AtomicCheckpointIO().save_checkpoint(foreign, out["target"])
+    smuggled = load_checkpoint(src)  # an allowed _target_ whose argument Hydra would resolve into os.system
+    smuggled["hyper_parameters"]["generator"]["z_dim"] = "${oc.create:{_target_: os.system, _args_: [exit 3]}}"
+    out["interpolation"] = folder / "interpolation.ckpt"
+    AtomicCheckpointIO().save_checkpoint(smuggled, out["interpolation"])
     return out
 
 
@@ -108,6 +112,7 @@ def damaged_copies(src: Path, folder: Path) -> dict[str, Path]:
     ("truncated", "truncated or corrupted"), ("empty", "empty \\(0 bytes\\)"),
     ("bitflip", "corrupted: its content does not match"), ("pickle", "refusing to load.*nothing in it was executed"),
     ("target", "refusing to instantiate the model config.*'os.system'.*trust_checkpoint=true"),
+    ("interpolation", "refusing to instantiate the model config.*interpolation.*oc.create"),
 ])
 def test_damaged_and_malicious_checkpoints_fail_clearly(run5, tmp_path, kind, match):
     path = damaged_copies(run5[0] / "last.ckpt", tmp_path)[kind]
