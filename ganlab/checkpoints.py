@@ -147,11 +147,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, trust
     import io
 
     path = os.fspath(path)
-    if data is None:
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint {path}: no such file")
-        if os.path.getsize(path) == 0:
-            raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted")
+    if data is None and not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:  # also bytes read by ganlab.run
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted")
     source = io.BytesIO(data) if data is not None else path
     try:
         ckpt = torch.load(source, map_location=map_location, weights_only=not trust)
@@ -183,13 +182,20 @@ def _first_line(text: str) -> str:
 
 
 def check_targets(cfg: Any, *, path: str | os.PathLike, what: str = "config") -> None:
-    """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist."""
-    bad = sorted(set(foreign_targets(cfg)))
+    """Raise one :class:`CheckpointError` if any ``_target_`` in ``cfg`` is outside the allowlist, or
+    any value is an interpolation (:func:`interpolations`); ``cfg`` is checked as it will be built,
+    so pass it resolved (``OmegaConf.to_container(node, resolve=True)``)."""
+    bad, hidden = sorted(set(foreign_targets(cfg))), sorted(set(interpolations(cfg)))
     if bad:
-        raise CheckpointError(
-            f"refusing to instantiate the {what} stored in checkpoint {path}: its _target_ "
-            f"{', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} (a checkpoint must not choose "
-            f"what code runs). {TRUST_HINT}")
+        why = (f"its _target_ {', '.join(map(repr, bad))} is outside {', '.join(allowed_target_roots())} "
+               "(a checkpoint must not choose what code runs)")
+    elif hidden:
+        why = (f"it holds the interpolation(s) {', '.join(repr(h[:80]) for h in hidden[:3])}, which instantiating "
+               "would resolve into values no _target_ check saw (e.g. ${oc.create:...}); ganlab stores its configs "
+               "resolved")
+    else:
+        return
+    raise CheckpointError(f"refusing to instantiate the {what} stored in checkpoint {path}: {why}. {TRUST_HINT}")
 
 
 def foreign_targets(cfg: Any) -> Iterable[str]:
@@ -203,6 +209,21 @@ def foreign_targets(cfg: Any) -> Iterable[str]:
     elif isinstance(cfg, (list, tuple)):
         for v in cfg:
             yield from foreign_targets(v)
+
+
+def interpolations(cfg: Any) -> Iterable[str]:
+    """String values (and keys) of ``cfg`` that hold an OmegaConf interpolation ``${...}``: Hydra
+    resolves them when it instantiates, so they could build objects :func:`foreign_targets` never saw."""
+    if isinstance(cfg, str):
+        if "${" in cfg:
+            yield cfg
+    elif isinstance(cfg, dict) or hasattr(cfg, "items"):
+        for k, v in cfg.items():
+            yield from interpolations(k)
+            yield from interpolations(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            yield from interpolations(v)
 
 
 def allowed_target_roots() -> tuple[str, ...]:

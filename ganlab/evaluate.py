@@ -47,6 +47,7 @@ from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.results import markdown_report, write_json
 from ganlab.run import open_run, run_config_for_checkpoint
 from ganlab.utils.conf_dir import conf_dir
+from ganlab.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,18 @@ def data_config(data: Any = None, ckpt: str | None = None, trust: bool = False) 
     if path is not None:
         run_cfg = OmegaConf.load(path)
         if run_cfg.get("data") is not None:
-            from ganlab.checkpoints import check_targets
+            from omegaconf.errors import OmegaConfBaseException
 
-            if not trust:  # a run folder from elsewhere must not pick the code
-                check_targets(OmegaConf.to_container(run_cfg.data), path=path, what="data config")
+            from ganlab.checkpoints import CheckpointError, check_targets
+
+            if not trust:  # a run folder from elsewhere must not pick the code: checked resolved, as it is built
+                try:
+                    resolved = OmegaConf.to_container(run_cfg.data, resolve=True)
+                except OmegaConfBaseException as err:
+                    first = next(iter(str(err).splitlines()), "")
+                    raise CheckpointError(f"{path}: its data config does not resolve ({first}); pass data=NAME, or "
+                                          "trust_checkpoint=true for a run folder you trust") from None
+                check_targets(resolved, path=path, what="data config")
             log.info("data config taken from %s", path)
             return run_cfg.data
     raise EvaluateError("no data set: pass data=NAME (conf/data/NAME.yaml), or a ckpt inside a ganlab.train run folder")
@@ -202,8 +211,7 @@ def write_report(result: Mapping[str, Any], out: str) -> None:
             **{f"kept {c}": v for c, v in sel["per_class"].items()}}
     md = markdown_report(result["values"], result["protocol"], title="ganlab evaluation", skipped=result["skipped"],
                          extra_sections={k: v for k, v in sections.items() if v})
-    with open(os.path.join(out, "metrics.md"), "w") as f:
-        f.write(md)
+    atomic_write_text(md, os.path.join(out, "metrics.md"))  # as metrics.json: complete or absent
 
 
 def evaluate(cfg: DictConfig | dict, *, extractor: Any = None, datamodule: Any = None) -> dict[str, Any]:

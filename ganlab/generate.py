@@ -353,8 +353,10 @@ def _write_all(cfg, run: Run, groups, out, final_out, fmt, ext, seed, batch_size
             images = sampling.render(model, z, labels, batch_size=len(chunk), ema=run.ema).numpy()
             for (i, g), img in zip(chunk, images):
                 rel = f"{g.folder}/{i:0{width}d}.{ext}" if g.folder else f"{i:0{width}d}.{ext}"
-                # not durable (no fsync per image): the staging folder is published whole by publish_out
-                atomic_write_bytes(_encode(img, fmt, quality), os.path.join(str(out), rel))
+                # a plain write: the staging folder is private and published whole by publish_out (an
+                # atomic_write per image would list the folder for stale temps each time: quadratic)
+                with open(os.path.join(str(out), rel), "wb") as f:
+                    f.write(_encode(img, fmt, quality))
                 row: dict[str, Any] = {"file": rel, "latent_index": i, "seed": seed}
                 if info.is_class:
                     row.update({"class": g.name, "class_index": g.label})

@@ -101,6 +101,10 @@ def damaged_copies(src: Path, folder: Path) -> dict[str, Path]:
     foreign["hyper_parameters"]["generator"]["_target_"] = "os.system"
     out["target"] = folder / "target.ckpt"
     AtomicCheckpointIO().save_checkpoint(foreign, out["target"])
+    smuggled = load_checkpoint(src)  # an allowed _target_ whose argument Hydra would resolve into os.system
+    smuggled["hyper_parameters"]["generator"]["z_dim"] = "${oc.create:{_target_: os.system, _args_: [exit 3]}}"
+    out["interpolation"] = folder / "interpolation.ckpt"
+    AtomicCheckpointIO().save_checkpoint(smuggled, out["interpolation"])
     return out
 
 
@@ -108,6 +112,7 @@ def damaged_copies(src: Path, folder: Path) -> dict[str, Path]:
     ("truncated", "truncated or corrupted"), ("empty", "empty \\(0 bytes\\)"),
     ("bitflip", "corrupted: its content does not match"), ("pickle", "refusing to load.*nothing in it was executed"),
     ("target", "refusing to instantiate the model config.*'os.system'.*trust_checkpoint=true"),
+    ("interpolation", "refusing to instantiate the model config.*interpolation.*oc.create"),
 ])
 def test_damaged_and_malicious_checkpoints_fail_clearly(run5, tmp_path, kind, match):
     path = damaged_copies(run5[0] / "last.ckpt", tmp_path)[kind]
@@ -341,3 +346,26 @@ def test_ddp_non_finite_on_one_rank_stops_every_rank(tmp_path):
     assert "non-finite generator loss (nan) at generator step 3" in out  # rank 1
     assert time.time() - t0 < 200
     assert load_gan(tmp_path / "run" / "checkpoints" / "last.ckpt").generator_step == 2
+
+
+def test_interpolations_cannot_smuggle_a_target(tmp_path):
+    """A stored config's string ``${oc.create:{_target_: ...}}`` (or a run folder's ``${node}``) is
+    resolved by Hydra only when it instantiates: the check refuses it before anything is built."""
+    from ganlab.checkpoints import instantiate_from_checkpoint
+    from ganlab.evaluate import data_config
+
+    smuggled = {"_target_": "torch.nn.Identity", "x": "${oc.create:{_target_: builtins.print, _args_: [built]}}"}
+    with pytest.raises(CheckpointError, match="interpolation"):
+        instantiate_from_checkpoint(smuggled, path=tmp_path / "x.ckpt", what="data config")
+    instantiate_from_checkpoint(smuggled, path=tmp_path / "x.ckpt", what="data config", trust=True)  # trusted: built
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "evil:\n  _target_: builtins.print\ndata:\n  _target_: torch.nn.Identity\n  x: ${evil}\n")
+    with pytest.raises(CheckpointError, match="'builtins.print' is outside"):
+        data_config(None, str(run / "checkpoints" / "last.ckpt"))
+    (run / ".hydra" / "config.yaml").write_text("data:\n  _target_: torch.nn.Identity\n  x: \\${evil}\n")
+    with pytest.raises(CheckpointError, match="interpolation"):  # escaped: a literal ${evil} after resolving
+        data_config(None, str(run / "checkpoints" / "last.ckpt"))
+    assert data_config(None, str(run / "checkpoints" / "last.ckpt"), trust=True)._target_ == "torch.nn.Identity"

@@ -124,3 +124,12 @@ def test_open_run_folder_labels_and_errors(cls_run, tmp_path):
     with pytest.raises(ValueError, match="device=cuda:0 but CUDA is not available") if not torch.cuda.is_available() \
             else pytest.raises(ValueError, match="device='nonsense'"):
         open_run(ckpt, device="cuda:0" if not torch.cuda.is_available() else "nonsense")
+
+
+def test_open_run_names_an_empty_checkpoint(tmp_path):
+    """open_run reads the bytes itself: load_checkpoint's 0-byte message must still come (not 'corrupted')."""
+    from ganlab.run import open_run
+
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt is empty \(0 bytes\)"):
+        open_run(tmp_path / "empty.ckpt")

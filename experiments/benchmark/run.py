@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ganlab.utils.files import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DEFAULT_WORK = os.environ.get("GANLAB_BENCH_WORK", "/work/bench_runs")
@@ -201,9 +203,7 @@ def sh(cmd: list[str], log: Path, record: Path | None = None, nice: int = 10) ->
 def _update_json(path: Path, **values: Any) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(values)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(data, indent=2), path)
 
 
 def load_now() -> list[float]:
@@ -292,12 +292,13 @@ class Job:
         if self.row.plain:
             state = self.train_dir / "state.pt"
             return _plain_step(state) if state.exists() else None
-        from ganlab.checkpoints import load_checkpoint, newest_loadable
+        from ganlab.checkpoints import checkpoint_candidates, first_loadable, load_checkpoint
 
         folder = self.train_dir / "checkpoints"
         with _LOADING:  # one lane at a time (two lanes loading checkpoints at once hung in torch)
-            found = newest_loadable(folder) if folder.is_dir() else None
-            return None if found is None else int(load_checkpoint(found).get("ganlab", {}).get("generator_step", 0))
+            # (path, dict) of the newest loadable one: loaded once (newest_loadable + a second load read it twice)
+            found = first_loadable(checkpoint_candidates(folder), load_checkpoint) if folder.is_dir() else None
+            return None if found is None else int(found[1].get("ganlab", {}).get("generator_step", 0))
 
     def score_points(self) -> list[tuple[str, list[str]]]:
         """(name, ganlab.evaluate overrides) of every evaluation of this job."""
@@ -349,9 +350,7 @@ class Job:
                "plain": self.row.plain, **tr, "attempt_records": self.attempts(), "scores": scores,
                "score_cpu_seconds": round(sum(s["cpu_seconds"] for s in scores.values()), 1),
                "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        tmp = self.result.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res, indent=2))
-        os.replace(tmp, self.result)
+        atomic_write_text(json.dumps(res, indent=2), self.result)
         print(f"{self.name}: " + ", ".join(f"{k} FID {v['values'].get('fid', float('nan')):.2f}"
                                             for k, v in scores.items()), flush=True)
         return res

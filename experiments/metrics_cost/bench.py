@@ -44,7 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from ganlab.metrics import compute_metrics  # noqa: E402
-from ganlab.metrics.inception import InceptionExtractor, resolve_device  # noqa: E402
+from ganlab.metrics.inception import InceptionExtractor  # noqa: E402
+from ganlab.utils.device import choose_device  # noqa: E402
 from ganlab.metrics.reference import reference_features  # noqa: E402
 from ganlab.metrics.fakes import GanSamples, gan_fake_features  # noqa: E402
 
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--work", default=None,
                     help="data cache / training run / feature caches (default: <tmp>/ganlab_metrics_bench)")
     args = ap.parse_args()
-    args.device = resolve_device(args.device)
+    args.device = str(choose_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "ganlab_metrics_bench"

@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ganlab.utils.device import choose_device
 from ganlab.utils.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 #: file name torch-fidelity downloads (the 8 hex digits are the start of the file's sha256)
@@ -332,8 +333,11 @@ CPU_PATHS = ("fast", "fidelity")
 CPU_PATH_ENV = "GANLAB_INCEPTION_CPU_PATH"
 
 
-def resolve_cpu_path(cpu_path: str | None = None) -> str:
-    """``cpu_path`` argument, else ``$GANLAB_INCEPTION_CPU_PATH``, else ``fast``."""
+def resolve_cpu_path(cpu_path: str | None = None, device: str | torch.device = "cpu") -> str:
+    """The forward pass used on ``device``: on a CPU the ``cpu_path`` argument, else
+    ``$GANLAB_INCEPTION_CPU_PATH``, else ``fast``; other devices always ``fidelity``."""
+    if torch.device(device).type != "cpu":
+        return "fidelity"
     value = cpu_path or os.environ.get(CPU_PATH_ENV) or "fast"
     if value not in CPU_PATHS:
         raise ValueError(f"InceptionV3 cpu_path={value!r} (or ${CPU_PATH_ENV}): expected one of {', '.join(CPU_PATHS)}")
@@ -366,7 +370,7 @@ class InceptionExtractor:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.weights = resolve_inception_weights(weights_path, cache_dir=cache_dir)
-        self.device = torch.device(resolve_device(device))
+        self.device = choose_device(device)
         self.batch_size = int(batch_size)
         layers = [FEATURE_LAYER, LOGITS_LAYER] if self.weights.has_logits else [FEATURE_LAYER]
         with warnings.catch_warnings():
@@ -375,7 +379,7 @@ class InceptionExtractor:
                 EXTRACTOR_NAME, layers, feature_extractor_weights_path=self.weights.path
             )
         self.model.to(self.device).eval().requires_grad_(False)
-        self.cpu_path = resolve_cpu_path(cpu_path) if self.device.type == "cpu" else "fidelity"
+        self.cpu_path = resolve_cpu_path(cpu_path, self.device)
         self.fast = None
         if self.cpu_path == "fast":
             from ganlab.metrics.inception_cpu import FastInceptionV3
@@ -446,12 +450,6 @@ def as_uint8_rgb(x) -> torch.Tensor:
     return x.contiguous()
 
 
-def resolve_device(device: str | torch.device | None) -> str:
-    if device is None or str(device) == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
 _EXTRACTORS: dict[tuple, InceptionExtractor] = {}
 
 
@@ -460,8 +458,8 @@ def get_inception_extractor(
 ) -> InceptionExtractor:
     """A process-wide shared :class:`InceptionExtractor` per (weights, device, CPU path)."""
     w = resolve_inception_weights(weights_path)
-    dev = resolve_device(device)
-    path = resolve_cpu_path(cpu_path) if torch.device(dev).type == "cpu" else "fidelity"
+    dev = str(choose_device(device))
+    path = resolve_cpu_path(cpu_path, dev)
     key = (w.path, w.sha256, dev, path)
     ext = _EXTRACTORS.get(key)
     if ext is None:
@@ -483,5 +481,4 @@ __all__: Sequence[str] = [
     "get_inception_extractor",
     "resolve_inception_weights",
     "resolve_cpu_path",
-    "resolve_device",
 ]

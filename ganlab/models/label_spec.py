@@ -15,6 +15,10 @@ class LabelSpecError(LabelError):
     """The model's label spec does not fit the data or the request."""
 
 
+NO_LABELS = ("the data has no labels: set data.labels=class (Fashion-MNIST, MNIST, a folder of class subfolders) "
+             "or data.labels=[Male,Smiling,...] (CelebA attributes, procedural faces)")
+
+
 def _hint(dm) -> str:
     if not dm.label_kind:
         return ""
@@ -27,10 +31,7 @@ def fill_num_classes(model_config: Any, dm) -> None:
     generator = model_config.get("generator") if hasattr(model_config, "get") else None
     if generator is not None and "num_classes" in generator and generator["num_classes"] is None:
         if not dm.label_kind:
-            raise LabelSpecError(
-                "the model is conditional (num_classes: null = from the data) but the data has no labels: set "
-                "data.labels=class (Fashion-MNIST, MNIST, a folder of class subfolders) or "
-                "data.labels=[Male,Smiling,...] (CelebA attributes, procedural faces)")
+            raise LabelSpecError(f"the model is conditional (num_classes: null = from the data) but {NO_LABELS}")
         generator["num_classes"] = int(dm.num_classes)
 
 
@@ -45,10 +46,7 @@ def check_label_spec(model: nn.Module, dm) -> None:
     if not k:
         return  # unconditional: labels of the data (if any) are ignored
     if not dm.label_kind:
-        raise LabelSpecError(
-            f"the model is conditional (num_classes={k}) but the data has no labels: set data.labels=class "
-            "(Fashion-MNIST, MNIST, a folder of class subfolders) or data.labels=[Male,Smiling,...] "
-            "(CelebA attributes, procedural faces)")
+        raise LabelSpecError(f"the model is conditional (num_classes={k}) but {NO_LABELS}")
     kind = getattr(model, "label_kind", None)
     if k != dm.num_classes or kind != dm.label_kind:
         raise LabelSpecError(
