@@ -219,11 +219,7 @@ class GAN(L.LightningModule):
                           d_real=d_real, d_fake=d_fake)
             stats[f"reg/{type(reg).__name__}"] = penalty.detach()
             total = total + penalty
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        if self.d_grad_clip:
-            self.clip_gradients(opt, gradient_clip_val=self.d_grad_clip, gradient_clip_algorithm="norm")
-        opt.step()
+        self._step(opt, total, self.d_grad_clip)
         if self.d_weight_clip:
             with torch.no_grad():
                 for p in self.discriminator.parameters():
@@ -236,6 +232,15 @@ class GAN(L.LightningModule):
         stats["loss/d_total"] = total.detach()
         return stats
 
+    def _step(self, opt, loss: torch.Tensor, grad_clip: float | None) -> None:
+        """One optimizer step: backward through Lightning (AMP scaling), optional norm clipping
+        (``self.clip_gradients``: ``gradient_clip_val`` is rejected under manual optimization)."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+
     def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
         d_fake, c_fake = self._discriminate(self._d_input(fake), labels)
@@ -245,11 +250,7 @@ class GAN(L.LightningModule):
             cls = self.condition_weight * self.class_loss.generator(c_fake, labels)
             stats["class/g_loss"] = cls.detach()
             loss = loss + cls
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.g_grad_clip:
-            self.clip_gradients(opt, gradient_clip_val=self.g_grad_clip, gradient_clip_algorithm="norm")
-        opt.step()
+        self._step(opt, loss, self.g_grad_clip)
         self.untoggle_optimizer(opt)
         return {"loss/g": loss.detach(), **stats}
 
