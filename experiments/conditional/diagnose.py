@@ -37,10 +37,11 @@ def data_root() -> Path:
     return Path(os.environ.get("GANLAB_DATA") or REPO.parent / "shared" / "data") / "fashion-mnist"
 
 
-def train(run_dir: Path, steps: int, overrides: list[str], seed: int) -> float:
-    """``ganlab.train`` with only the checkpoint callback; returns the CPU seconds it took."""
+def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int) -> float:
+    """``ganlab.train`` with only the checkpoint callback (a checkpoint every ``every`` steps);
+    returns the CPU seconds it took."""
     cmd = [sys.executable, "-m", "ganlab.train", *CPU_WIDTH, f"generator_steps={steps}", f"seed={seed}",
-           "trainer.accelerator=cpu", "callbacks=model_checkpoint", "logger=csv", f"checkpoint_every={steps}",
+           "trainer.accelerator=cpu", "callbacks=model_checkpoint", "logger=csv", f"checkpoint_every={every}",
            f"hydra.run.dir={run_dir}", "data.num_workers=0", *overrides]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -48,48 +49,73 @@ def train(run_dir: Path, steps: int, overrides: list[str], seed: int) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def score(run_dir: Path, work: Path, per_class: int) -> dict:
+def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int) -> dict:
     import ganlab
     from ganlab.data.datamodule import GANDataModule
     from ganlab.data.sources import FashionMNIST
-    from ganlab.metrics.classifier import get_label_classifier, per_class_fidelity, within_class_variety
+    from ganlab.metrics.classifier import get_label_classifier
 
     dm = GANDataModule(source=FashionMNIST, root=str(data_root()), resolution=28, channels=1, labels="class",
                        cache_dir=str(work / "cache" / "data"), num_workers=0)
     dm.prepare_data()
     dm.setup("fit")
-    clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"), steps=800)
+    clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"),
+                                     steps=classifier_steps)
     real_x, real_y = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train"))
     names = list(dm.class_names)
     labels = np.repeat(np.arange(len(names)), per_class)
-    out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class")}
+    out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class"), "classifier_steps": classifier_steps}
     for ema in (False, True):
         gan = ganlab.load(run_dir / "checkpoints" / "last.ckpt", ema=ema, device="cpu")
-        x = gan.sample(len(labels), seed=0, labels=labels.tolist()).numpy()
-        fid = per_class_fidelity(clf, x, labels, names)
-        var = within_class_variety(x, labels, real_x, real_y, names)
-        shape = within_class_variety(x, labels, real_x, real_y, names, standardize=True)
-        out["ema" if ema else "raw"] = {"fidelity": fid, "variety": var, "shape_variety": shape,
-                                        "mean_shape_variety": float(np.mean(list(shape.values()))),
-                                        "mean_fidelity": float(np.mean(list(fid.values()))),
-                                        "mean_variety": float(np.mean(list(var.values())))}
+        out["ema" if ema else "raw"] = score_generator(gan, clf, labels, names, real_x, real_y)
+    if every < steps:  # the earlier checkpoints too: does fidelity grow with training, or swing?
+        out["by_step"] = {}
+        for ckpt in sorted((run_dir / "checkpoints").glob("gstep_*.ckpt")):
+            gan = ganlab.load(ckpt, ema=True, device="cpu")
+            out["by_step"][int(ckpt.stem.split("_")[1])] = score_generator(gan, clf, labels, names, real_x, real_y)
     return out
+
+
+def score_generator(gan, clf, labels, names, real_x, real_y) -> dict:
+    """Per-class fidelity and (shape) variety of ``per_class`` images per class from ``gan``."""
+    from ganlab.metrics.classifier import per_class_fidelity, within_class_variety
+
+    x = gan.sample(len(labels), seed=0, labels=labels.tolist()).numpy()
+    fid = per_class_fidelity(clf, x, labels, names)
+    var = within_class_variety(x, labels, real_x, real_y, names)
+    shape = within_class_variety(x, labels, real_x, real_y, names, standardize=True)
+    return {"fidelity": fid, "variety": var, "shape_variety": shape,
+            "mean_shape_variety": float(np.mean(list(shape.values()))),
+            "mean_fidelity": float(np.mean(list(fid.values()))),
+            "mean_variety": float(np.mean(list(var.values())))}
+
+
+def worst_gap(fidelity: dict, real: dict | None) -> tuple[float, str]:
+    """Issue 20's target: fidelity of class c minus the classifier's accuracy on real class c (points),
+    the lowest over the classes (>= -5 everywhere meets it) and the class where it is lowest."""
+    if not real:
+        return float("nan"), "-"
+    gaps = {c: 100 * (fidelity[c] - real[c]["accuracy"]) for c in fidelity}
+    worst = min(gaps, key=gaps.get)
+    return gaps[worst], worst
 
 
 def table(work: Path) -> None:
     rows = sorted(work.glob("*/diagnosis.json"), key=lambda p: p.stat().st_mtime)
-    print("| variant | steps | overrides | G | fidelity min / mean (%) | variety min / mean "
-          "| shape variety min / mean | worst class |")
-    print("| --- | ---: | --- | --- | ---: | ---: | ---: | --- |")
+    print("| variant | steps | seed | overrides | G | fidelity min / mean (%) | variety min / mean "
+          "| shape variety min / mean | worst class | fidelity - real accuracy, worst (points) |")
+    print("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | --- | --- |")
     for p in rows:
         d = json.loads(p.read_text())
         for g in ("raw", "ema"):
             r = d[g]
             worst = min(r["fidelity"], key=r["fidelity"].get)
-            print(f"| {p.parent.name} | {d['steps']} | {' '.join(d['overrides'])} | {g} | "
+            gap, gap_class = worst_gap(r["fidelity"], d.get("classifier_real_test"))
+            print(f"| {p.parent.name} | {d['steps']} | {d.get('seed', 0)} | {' '.join(d['overrides'])} | {g} | "
                   f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
                   f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
-                  f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} |")
+                  f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} | "
+                  f"{gap:+.0f} ({gap_class}) |")
 
 
 def main() -> None:
@@ -99,23 +125,28 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also score the EMA generator of a checkpoint every N steps (default: the last only)")
     p.add_argument("--work", type=Path, default=Path("/tmp/ganlab-conditional"))
+    p.add_argument("--classifier-steps", type=int, default=800,
+                   help="training steps of the label classifier (800: the table in README.md)")
     p.add_argument("--table", action="store_true")
     p.add_argument("--score-only", action="store_true")
     args = p.parse_args()
     if args.table:
         return table(args.work)
     run_dir = args.work / args.name
+    every = args.checkpoint_every or args.steps
     record = run_dir / "diagnosis.json"
     if args.score_only:  # rescore a trained variant: keep what trained it
         result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
                                                                                     "overrides", "train_cpu_s")}
     else:
-        cpu = train(run_dir, args.steps, args.overrides, args.seed)
+        cpu = train(run_dir, args.steps, args.overrides, args.seed, every)
         result = {"name": args.name, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
                   "train_cpu_s": round(cpu, 1)}
     t0 = time.process_time()
-    result.update(score(run_dir, args.work, args.per_class))
+    result.update(score(run_dir, args.work, args.per_class, args.classifier_steps, every, args.steps))
     result["score_cpu_s"] = round(time.process_time() - t0, 1)
     record.write_text(json.dumps(result, indent=1) + "\n")
     for g in ("raw", "ema"):
