@@ -71,8 +71,9 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
     if every < steps:  # the earlier checkpoints too: does fidelity grow with training, or swing?
         out["by_step"] = {}
         for ckpt in sorted((run_dir / "checkpoints").glob("gstep_*.ckpt")):
-            gan = ganlab.load(ckpt, ema=True, device="cpu")
-            out["by_step"][int(ckpt.stem.split("_")[1])] = score_generator(gan, clf, labels, names, real_x, real_y)
+            out["by_step"][int(ckpt.stem.split("_")[1])] = {
+                "ema" if ema else "raw": score_generator(ganlab.load(ckpt, ema=ema, device="cpu"), clf, labels, names,
+                                                         real_x, real_y) for ema in (False, True)}
     return out
 
 
@@ -126,7 +127,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=None,
-                   help="also score the EMA generator of a checkpoint every N steps (default: the last only)")
+                   help="also score the raw and EMA generators of a checkpoint every N steps (the last 3 are kept; default: the last only)")
     p.add_argument("--work", type=Path, default=Path("/tmp/ganlab-conditional"))
     p.add_argument("--classifier-steps", type=int, default=800,
                    help="training steps of the label classifier (800: the table in README.md)")
