@@ -160,11 +160,8 @@ class Job:
     def synthetic(self, ckpt, clf, per_class):
         """Plain samples (m per class: the GAN's per-class label fidelity as ``clf`` reads it), then ``per_class``
         images selected by ``clf`` (``filter=classifier``, ``partial=true``). Returns the selected ``(x, y)``."""
-        from ganlab.metrics.classifier import (
-            DEFAULTS,
-            per_class_fidelity,
-            save_classifier,
-        )
+        from ganlab.metrics.classifier import DEFAULTS, per_class_fidelity, save_classifier
+        from ganlab.selection import SelectionError
 
         t = time.perf_counter()
         path = self.dir / "filter_classifier.pt"
@@ -175,7 +172,12 @@ class Job:
         request = {"per_class": per_class, "filter": "classifier", "filter_classifier": str(path),
                    "filter_threshold": self.args.filter_threshold, "min_acceptance": self.args.min_acceptance,
                    "partial": True}
-        xs, ys, manifest = generate_set(ckpt, self.dir / "synthetic_filtered", self.seed, request)
+        try:
+            xs, ys, manifest = generate_set(ckpt, self.dir / "synthetic_filtered", self.seed, request)
+        except SelectionError as err:  # partial=true raises only when every class failed: no synthetic image
+            self.result["filter"] = {"failed": sorted(per_class) if isinstance(per_class, dict) else self.names,
+                                     "error": str(err)}
+            return x[:0], y[:0]
         sel = manifest["selection"]
         self.result["filter"] = {"per_class": {c: {k_: v.get(k_) for k_ in ("requested", "candidates", "kept",
                                                                                "acceptance_rate", "passed", "written")}
