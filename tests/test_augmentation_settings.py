@@ -154,3 +154,61 @@ def test_tables_are_written_from_the_results_files_only(tmp_path):
     first = md
     settings.aggregate_setting("imbalanced", [20, 100], [0, 1, 2], tmp_path, out)
     assert (out / "results.md").read_text() == first
+
+
+def fake_fashion(root: Path, per_class: int = 12, seed: int = 0) -> None:
+    """A Fashion-MNIST-shaped data set in its IDX layout: class c is a bright square at a class-specific place."""
+    from run import write_fashion_subset
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), per_class)
+    x = rng.integers(0, 40, (len(y), 1, 28, 28), dtype=np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 5)
+        x[i, 0, 2 + 12 * r : 12 + 12 * r, 1 + 5 * col : 6 + 5 * col] = 230
+    write_fashion_subset(root, x, y, x, y)
+
+
+TINY_GAN = ["--gan-override", "model.generator.base_width=8", "model.discriminator.base_width=8",
+            "model.generator.z_dim=16", "data.batch_size=16"]
+
+
+def test_a_few_labels_job_end_to_end_and_its_rerun(tmp_path, monkeypatch):
+    """One tiny few-labels job: every arm trained on what the design says (k labelled, + the kept pseudo-labels,
+    + the filtered synthetic images), the job file written, and a rerun with the finished file starts nothing."""
+    fake_fashion(tmp_path / "fashion")
+    argv = ["few-labels", "--ks", "2", "--seeds", "0", "--data", str(tmp_path / "fashion"), "--work",
+            str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--gan-steps", "2", "--clf-steps", "3",
+            "--m", "3", "--pseudo-threshold", "0.0", "--filter-threshold", "0.0", *TINY_GAN]
+    args = settings.parser().parse_args(argv)
+    res = settings.run_job(args, "few-labels", 2, 0)
+    n_lab, ps = 20, res["pseudo"]
+    assert ps["pool"] == 120 - n_lab and ps["kept"] == ps["pool"]  # threshold 0 keeps every pseudo-label
+    assert sum(ps["kept_per_class"]) == ps["kept"]
+    assert res["gan_images"]["n"] == n_lab + ps["kept"]
+    arms = res["arms"]
+    assert arms["real+classic"]["n_train"] == n_lab
+    assert arms["pseudo"]["n_train"] == n_lab + ps["kept"]
+    written = sum(v["written"] for v in res["filter"]["per_class"].values())
+    assert written == 30  # 3 per class, every candidate passes a 0 threshold
+    assert arms["real+synthetic"]["n_train"] == n_lab + written
+    assert arms["pseudo+synthetic"]["n_train"] == n_lab + ps["kept"] + written
+    assert len(res["gan_label_fidelity"]) == 10  # every class read, from m plain samples each
+    assert res["cpu_seconds"] > 0 and len(res["loadavg"]["start"]) == 3
+    jobs_dir = tmp_path / "work" / "few-labels" / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    (jobs_dir / "few-labels_k2_s0.json").write_text(json.dumps(res))
+    started = []
+    monkeypatch.setattr(settings, "run_lanes", lambda commands, *a, **kw: started.extend(commands))
+    settings.main(argv)
+    assert started == []
+    assert "| pseudo+synthetic | " in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_gan_oversampling_repeats_only_the_minority_images():
+    y = np.array([0, 0, 0, 0, 1, 2, 2])
+    x = np.arange(len(y))[:, None] * 10
+    xo, yo = settings.gan_oversampled(x, y, [1, 2], 4)
+    assert np.bincount(yo).tolist() == [4, 4, 4]
+    assert sorted(xo[yo == 2, 0].tolist()) == [50, 50, 60, 60] and xo[yo == 1, 0].tolist() == [40] * 4
+    assert settings.gan_oversampled(x, y, [1, 2], 0)[1].tolist() == y.tolist()

@@ -92,6 +92,18 @@ def imbalanced_split(y, k: int, seed: int, n_minority: int = 3):
     return np.sort(np.concatenate(keep)), [int(c) for c in minority]
 
 
+def gan_oversampled(x, y, minority, count: int):
+    """The GAN's training set: ``(x, y)``, each minority class's images repeated (cyclically) to ``count`` images
+    when ``count`` exceeds its size (0: as it is)."""
+    import numpy as np
+
+    rows = np.arange(len(y))
+    extra = [np.resize(np.flatnonzero(y == c), count - int((y == c).sum())) for c in minority
+             if count > (y == c).sum()]
+    rows = np.concatenate([rows, *extra]) if extra else rows
+    return x[rows], y[rows]
+
+
 def class_balanced_weights(counts, beta: float):
     """Cui et al. 2019: class c weighted by ``(1 - beta) / (1 - beta ** n_c)`` (the inverse effective number of
     its ``n_c`` samples), normalised so the weights sum to the number of classes."""
@@ -241,7 +253,7 @@ def imbalanced_job(job: Job) -> None:
                            "counts": counts.tolist()}
     job.arm("oversample+classic", x, y, minority, sample_weights=1.0 / counts[y])
     clf = job.arm("class-balanced", x, y, minority, class_weights=class_balanced_weights(counts, a.beta))
-    ckpt = job.gan(x, y)
+    ckpt = job.gan(*gan_oversampled(x, y, minority, a.gan_oversample))
     fill = {job.names[c]: max(a.target - int(counts[c]), 0) for c in minority}
     xs, ys = job.synthetic(ckpt, clf, {n: v for n, v in fill.items() if v})
     if not len(ys):
@@ -303,7 +315,7 @@ def job_argv(args) -> list[str]:
 def options(args) -> dict:
     return {k: getattr(args, k) for k in ("gan", "gan_override", "gan_steps", "clf_steps", "m", "pseudo_threshold",
                                           "filter_threshold", "min_acceptance", "mix", "soft_labels", "minority",
-                                          "target", "beta")}
+                                          "target", "gan_oversample", "beta")}
 
 
 # -- aggregate ----------------------------------------------------------------------------------------------
@@ -452,6 +464,8 @@ def parser() -> argparse.ArgumentParser:
                    help="pseudo-labelled and synthetic images train on the filter classifier's softmax")
     p.add_argument("--minority", type=int, default=3, help="imbalanced: how many classes are cut to k")
     p.add_argument("--target", type=int, default=2000, help="imbalanced: images per minority class after filling")
+    p.add_argument("--gan-oversample", type=int, default=0,
+                   help="imbalanced: the GAN's data repeats each minority class's images up to this many (0: no)")
     p.add_argument("--beta", type=float, default=0.9999, help="imbalanced: Cui et al.'s beta")
     p.add_argument("--jobs", type=int, default=1, help="jobs run in parallel (subprocesses)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job")
