@@ -13,7 +13,8 @@ Fashion-MNIST, one command per setting; jobs are (setting, k, seed), each a subp
   other 7 complete; the conditional GAN learns from that whole set. Arms: ``oversample+classic``
   (minority images drawn as often as a complete class's), ``class-balanced`` (cross-entropy weighted by
   the inverse effective number of samples, Cui et al. 2019), ``synthetic`` (each minority class filled
-  with filtered synthetic images up to ``--target`` images), ``synthetic+class-balanced``.
+  up to ``--target`` images with synthetic images that the ``oversample+classic`` classifier reads as
+  their class with probability >= ``--filter-threshold``), ``synthetic+class-balanced``.
 
 Every arm: the same classifier (CompactCNN, ``--clf-steps`` of batch 128, classic augmentation = flips +
 2-px translations, same seed), scored on the 10,000 real test images: accuracy, balanced accuracy, and
@@ -251,8 +252,10 @@ def imbalanced_job(job: Job) -> None:
     counts = np.bincount(y, minlength=K)
     job.result["split"] = {"minority_classes": minority, "minority_names": [job.names[c] for c in minority],
                            "counts": counts.tolist()}
-    job.arm("oversample+classic", x, y, minority, sample_weights=1.0 / counts[y])
-    clf = job.arm("class-balanced", x, y, minority, class_weights=class_balanced_weights(counts, a.beta))
+    # the filter: the oversampling classifier (class-balanced loss needs many more steps to recall minority classes,
+    # results/clf_steps.md)
+    clf = job.arm("oversample+classic", x, y, minority, sample_weights=1.0 / counts[y])
+    job.arm("class-balanced", x, y, minority, class_weights=class_balanced_weights(counts, a.beta))
     ckpt = job.gan(*gan_oversampled(x, y, minority, a.gan_oversample))
     fill = {job.names[c]: max(a.target - int(counts[c]), 0) for c in minority}
     xs, ys = job.synthetic(ckpt, clf, {n: v for n, v in fill.items() if v})
