@@ -145,7 +145,7 @@ def test_tables_are_written_from_the_results_files_only(tmp_path):
 
     assert gain["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / np.sqrt(3))
     md = (out / "results.md").read_text()
-    assert f"| synthetic | 78.7 ± " in md and f"{100 * np.mean(diffs):+.1f} ± " in md
+    assert "| synthetic | 78.7 ± " in md and f"{100 * np.mean(diffs):+.1f} ± " in md
     assert "75.7 ± " in md and "*" in md  # the baseline's cell is marked
     assert json.loads((out / "results.json").read_text())["rows"][0]["gan_label_fidelity"]["a"]["min"] == 0.5
     assert (out / "gains.png").stat().st_size > 0
