@@ -355,8 +355,7 @@ def write_outputs(summary: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     setting, o = summary["setting"], summary["options"]
     spec = SETTINGS[setting]
-    pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['ci95']:.1f}"
-    sgn = lambda d: f"{100 * d['mean']:+.1f} ± {100 * d['ci95']:.1f}"
+    pct, sgn = (lambda d: cell(d, ".1f")), (lambda d: cell(d, "+.1f"))
     lines = [f"# {setting}: Fashion-MNIST, scored on the 10,000 real test images", "",
              f"GAN `{o['gan']}` ({' '.join(o['gan_override'])}), {o['gan_steps']} generator steps; CompactCNN "
              f"{o['clf_steps']} steps of batch 128 with classic augmentation (flips + 2-px translations) in every arm; "
@@ -403,6 +402,12 @@ def write_outputs(summary: dict, out: Path) -> None:
     gains_figure(summary, out / "gains.png")
 
 
+def cell(d: dict, fmt: str) -> str:
+    """``mean ± 95 % half-width`` in points (``(1 seed)`` where there is no interval)."""
+    half = f" ± {100 * d['ci95']:.1f}" if d["ci95"] == d["ci95"] else " (1 seed)"
+    return f"{100 * d['mean']:{fmt}}{half}"
+
+
 def gains_figure(summary: dict, path: Path) -> None:
     """Per metric: every arm's paired gain over the baseline (mean, 95 % CI), one group of bars per k."""
     import matplotlib
@@ -419,11 +424,14 @@ def gains_figure(summary: dict, path: Path) -> None:
         for i, a in enumerate(spec["arms"]):
             pts = [(x, r["gain"][m].get(a)) for x, r in enumerate(summary["rows"])]
             pts = [(x, g) for x, g in pts if g]
-            ax.bar([x + i * width for x, _ in pts], [100 * g["mean"] for _, g in pts], width,
+            if not pts:  # the baseline at every k (named under the k)
+                continue
+            ax.bar([x + i * width for x, _ in pts], [100 * g["mean"] for _, g in pts], width, color=f"C{i}",
                    yerr=[100 * np.nan_to_num(g["ci95"]) for _, g in pts], capsize=3, label=a)
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(2, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(np.arange(len(summary["rows"])) + 0.4 - width / 2, [f"k = {r['k']}" for r in summary["rows"]])
+        ax.set_xticks(np.arange(len(summary["rows"])) + 0.4 - width / 2,
+                      [f"k = {r['k']}\nbaseline: {r['baseline'][m]}" for r in summary["rows"]], fontsize=8)
         ax.set_ylabel(f"gain in {METRIC_NAMES[m]} (points)")
         ax.set_title(f"{summary['setting']}: vs the better classic arm", fontsize=9)
         ax.legend(fontsize=7)
