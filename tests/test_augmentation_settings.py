@@ -109,7 +109,10 @@ def write_jobs(work: Path, setting: str, jobs: list[dict]) -> None:
 
 def test_runner_skips_finished_jobs_on_rerun(tmp_path, monkeypatch):
     arms = settings.SETTINGS["imbalanced"]["arms"]
+    argv = ["imbalanced", "--ks", "20", "--seeds", "0", "1", "--work", str(tmp_path), "--out", str(tmp_path / "out"),
+            "--gan-steps", "7", "--gan-override"]
     done = fake_job("imbalanced", 20, 0, dict.fromkeys(arms, 0.8))
+    done["options"] = settings.options(settings.parser().parse_args(argv))
     partial = fake_job("imbalanced", 20, 1, dict.fromkeys(arms[:2], 0.8))  # synthetic arms missing: not finished
     write_jobs(tmp_path, "imbalanced", [done, partial])
     jobs_dir = tmp_path / "imbalanced" / "jobs"
@@ -117,8 +120,7 @@ def test_runner_skips_finished_jobs_on_rerun(tmp_path, monkeypatch):
     assert settings.pending("imbalanced", [20], [0, 1], jobs_dir, fresh=True) == [(20, 0), (20, 1)]
     started = []  # main() hands only the unfinished jobs to the lanes, with the options it was given
     monkeypatch.setattr(settings, "run_lanes", lambda commands, *a, **kw: started.extend(commands))
-    settings.main(["imbalanced", "--ks", "20", "--seeds", "0", "1", "--work", str(tmp_path), "--out",
-                   str(tmp_path / "out"), "--gan-steps", "7", "--gan-override"])
+    settings.main(argv)
     assert [name for name, _ in started] == ["imbalanced_k20_s1"]
     argv = started[0][1]
     assert argv[argv.index("--gan-steps") + 1] == "7" and argv[-3:] == ["--only", "20", "1"]
@@ -212,3 +214,14 @@ def test_gan_oversampling_repeats_only_the_minority_images():
     assert np.bincount(yo).tolist() == [4, 4, 4]
     assert sorted(xo[yo == 2, 0].tolist()) == [50, 50, 60, 60] and xo[yo == 1, 0].tolist() == [40] * 4
     assert settings.gan_oversampled(x, y, [1, 2], 0)[1].tolist() == y.tolist()
+
+
+def test_a_rerun_with_other_options_is_refused_not_mixed(tmp_path, monkeypatch):
+    arms = settings.SETTINGS["imbalanced"]["arms"]
+    write_jobs(tmp_path, "imbalanced", [fake_job("imbalanced", 20, 0, dict.fromkeys(arms, 0.8))])
+    monkeypatch.setattr(settings, "run_lanes", lambda commands, *a, **kw: commands and pytest.fail("no job may start"))
+    base = ["imbalanced", "--ks", "20", "--seeds", "0", "--work", str(tmp_path), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match=r"imbalanced_k20_s0: target 2000 -> 500"):
+        settings.main([*base, "--target", "500"])
+    settings.main(base)  # the same options: nothing to run, the tables are written
+    assert (tmp_path / "out" / "results.md").exists()

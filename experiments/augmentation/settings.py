@@ -160,12 +160,22 @@ class Job:
         """The conditional GAN trained on ``(x, y)`` written as Fashion-MNIST IDX files (reused when trained)."""
         import numpy as np
 
-        ckpt = self.dir / "gan" / "checkpoints" / "last.ckpt"
+        import hashlib
+        import shutil
+
+        ckpt, stamp = self.dir / "gan" / "checkpoints" / "last.ckpt", self.dir / "gan_data.sha256"
+        h = hashlib.sha256(json.dumps([self.args.gan, self.args.gan_override, self.args.gan_steps]).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+        h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        if ckpt.exists() and (not stamp.exists() or stamp.read_text() != h.hexdigest()):
+            shutil.rmtree(self.dir / "gan")  # trained on other images or options: never reused
         if not ckpt.exists():
             t = time.perf_counter()
+            stamp.unlink(missing_ok=True)
             write_fashion_subset(self.dir / "fashion-subset", x, y, *self.test)
             train_gan(self.dir, self.dir / "fashion-subset", self.seed, self.args.gan_steps, self.args.gan,
                       self.args.gan_override)
+            stamp.write_text(h.hexdigest())
             self.result["seconds"]["gan_train"] = round(time.perf_counter() - t, 1)
         self.result["gan_images"] = {"n": len(y), "per_class": np.bincount(y, minlength=len(self.names)).tolist()}
         return ckpt
@@ -205,9 +215,9 @@ class Job:
 
         return predict(clf, x, probabilities=True).astype("float32") if soft else y
 
-    def no_synthetic(self, *arms: str) -> None:
+    def no_synthetic(self, *arms: str, why: str = "no synthetic image passed the filter in any class") -> None:
         for a in arms:
-            self.result["arms"][a] = {"not_run": "no synthetic image passed the filter in any class"}
+            self.result["arms"][a] = {"not_run": why}
 
 
 def few_labels_job(job: Job) -> None:
@@ -257,8 +267,10 @@ def imbalanced_job(job: Job) -> None:
     clf = job.arm("oversample+classic", x, y, minority, sample_weights=1.0 / counts[y])
     job.arm("class-balanced", x, y, minority, class_weights=class_balanced_weights(counts, a.beta))
     ckpt = job.gan(*gan_oversampled(x, y, minority, a.gan_oversample))
-    fill = {job.names[c]: max(a.target - int(counts[c]), 0) for c in minority}
-    xs, ys = job.synthetic(ckpt, clf, {n: v for n, v in fill.items() if v})
+    fill = {job.names[c]: a.target - int(counts[c]) for c in minority if a.target > counts[c]}
+    if not fill:
+        return job.no_synthetic("synthetic", "synthetic+class-balanced", why=f"--target {a.target} <= k: nothing to fill")
+    xs, ys = job.synthetic(ckpt, clf, fill)
     if not len(ys):
         return job.no_synthetic("synthetic", "synthetic+class-balanced")
     xu, yu = np.concatenate([x, xs]), np.concatenate([y, ys])
@@ -313,6 +325,20 @@ def job_argv(args) -> list[str]:
         elif v is not None and v is not False:
             argv += [flag, str(v)]
     return argv
+
+
+def finished_with_other_options(args, ks, jobs_dir: Path) -> list[str]:
+    """``"<job>: <option> a -> b"`` for each finished job of the grid whose recorded options differ from ``args``."""
+    now, out = options(args), []
+    for k in ks:
+        for s in args.seeds:
+            path = jobs_dir / f"{job_name(args.setting, k, s)}.json"
+            if job_done(path, args.setting):
+                then = json.loads(path.read_text())["options"]
+                diff = [f"{o} {then.get(o)} -> {v}" for o, v in now.items() if then.get(o) != v]
+                if diff:
+                    out.append(f"{path.stem}: {', '.join(diff)}")
+    return out
 
 
 def options(args) -> dict:
@@ -505,6 +531,11 @@ def main(argv: list[str] | None = None) -> None:
 
         atomic_write_text(json.dumps(res, indent=1), str(jobs_dir / f"{job_name(args.setting, k, seed)}.json"))
         return
+    if not args.aggregate_only and not args.fresh:
+        other = finished_with_other_options(args, ks, jobs_dir)
+        if other:
+            sys.exit(f"{jobs_dir}: finished job(s) ran with other options ({'; '.join(other)}); choose another "
+                     "--work, or --fresh to rerun them with these")
     if not args.aggregate_only:
         todo = sorted(pending(args.setting, ks, args.seeds, jobs_dir, args.fresh), key=lambda j: -j[0])
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
