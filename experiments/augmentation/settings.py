@@ -14,7 +14,8 @@ Fashion-MNIST, one command per setting; jobs are (setting, k, seed), each a subp
   (minority images drawn as often as a complete class's), ``class-balanced`` (cross-entropy weighted by
   the inverse effective number of samples, Cui et al. 2019), ``synthetic`` (each minority class filled
   up to ``--target`` images with synthetic images that the ``oversample+classic`` classifier reads as
-  their class with probability >= ``--filter-threshold``), ``synthetic+class-balanced``.
+  their class with probability >= ``--filter-threshold``, then sampled class-balanced like
+  ``oversample+classic``), ``synthetic+class-balanced`` (the filled set with Cui's loss weights).
 
 Every arm: the same classifier (CompactCNN, ``--clf-steps`` of batch 128, classic augmentation = flips +
 2-px translations, same seed), scored on the 10,000 real test images: accuracy, balanced accuracy, and
@@ -276,7 +277,8 @@ def imbalanced_job(job: Job) -> None:
     xu, yu = np.concatenate([x, xs]), np.concatenate([y, ys])
     job.result["synthetic_counts"] = np.bincount(ys, minlength=K).tolist()
     yu_t = np.concatenate([one_hot(y, K), job.targets(clf, xs, ys, True)]) if a.soft_labels else yu
-    job.arm("synthetic", xu, yu_t, minority)
+    # each synthetic arm is its classic counterpart on the filled set: sampled class-balanced / Cui-weighted
+    job.arm("synthetic", xu, yu_t, minority, sample_weights=1.0 / np.bincount(yu, minlength=K)[yu])
     job.arm("synthetic+class-balanced", xu, yu_t, minority,
             class_weights=class_balanced_weights(np.bincount(yu, minlength=K), a.beta))
 
