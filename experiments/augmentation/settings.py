@@ -61,11 +61,13 @@ from run import (
 
 SETTINGS = {
     "few-labels": {"ks": [10, 50], "arms": ["real+classic", "pseudo", "real+synthetic", "pseudo+synthetic"],
-                   "classic": ["real+classic", "pseudo"], "metrics": ["accuracy", "balanced_accuracy"]},
+                   "classic": ["real+classic", "pseudo"], "metrics": ["accuracy", "balanced_accuracy"],
+                   "options": ["pseudo_threshold", "mix"]},
     "imbalanced": {"ks": [20, 100], "arms": ["oversample+classic", "class-balanced", "synthetic",
                                              "synthetic+class-balanced"],
                    "classic": ["oversample+classic", "class-balanced"],
-                   "metrics": ["accuracy", "balanced_accuracy", "minority_recall"]},
+                   "metrics": ["accuracy", "balanced_accuracy", "minority_recall"],
+                   "options": ["minority", "target", "gan_oversample", "beta"]},
 }
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                 "minority_recall": "mean minority-class recall"}
@@ -343,10 +345,13 @@ def finished_with_other_options(args, ks, jobs_dir: Path) -> list[str]:
     return out
 
 
+COMMON_OPTIONS = ["gan", "gan_override", "gan_steps", "clf_steps", "m", "filter_threshold", "min_acceptance",
+                  "soft_labels"]
+
+
 def options(args) -> dict:
-    return {k: getattr(args, k) for k in ("gan", "gan_override", "gan_steps", "clf_steps", "m", "pseudo_threshold",
-                                          "filter_threshold", "min_acceptance", "mix", "soft_labels", "minority",
-                                          "target", "gan_oversample", "beta")}
+    """The options a job of ``args.setting`` depends on (recorded in its file, compared on rerun)."""
+    return {k: getattr(args, k) for k in COMMON_OPTIONS + SETTINGS[args.setting]["options"]}
 
 
 # -- aggregate ----------------------------------------------------------------------------------------------
@@ -503,7 +508,7 @@ def parser() -> argparse.ArgumentParser:
                    help="pseudo-labelled and synthetic images train on the filter classifier's softmax")
     p.add_argument("--minority", type=int, default=3, help="imbalanced: how many classes are cut to k")
     p.add_argument("--target", type=int, default=2000, help="imbalanced: images per minority class after filling")
-    p.add_argument("--gan-oversample", type=int, default=0,
+    p.add_argument("--gan-oversample", type=int, default=2000,
                    help="imbalanced: the GAN's data repeats each minority class's images up to this many (0: no)")
     p.add_argument("--beta", type=float, default=0.9999, help="imbalanced: Cui et al.'s beta")
     p.add_argument("--jobs", type=int, default=1, help="jobs run in parallel (subprocesses)")
