@@ -197,6 +197,12 @@ def test_a_few_labels_job_end_to_end_and_its_rerun(tmp_path, monkeypatch):
     assert arms["pseudo+synthetic"]["n_train"] == n_lab + ps["kept"] + written
     assert len(res["gan_label_fidelity"]) == 10  # every class read, from m plain samples each
     assert res["cpu_seconds"] > 0 and len(res["loadavg"]["start"]) == 3
+    assert "gan_train" in res["seconds"]
+    again = settings.run_job(args, "few-labels", 2, 0)  # an interrupted job rerun: the GAN is reused, same numbers
+    assert "gan_train" not in again["seconds"]
+    assert {a: v["accuracy"] for a, v in again["arms"].items()} == {a: v["accuracy"] for a, v in arms.items()}
+    other = settings.parser().parse_args([*argv, "--pseudo-threshold", "0.99"])
+    assert "gan_train" in settings.run_job(other, "few-labels", 2, 0)["seconds"]  # other GAN images: retrained
     jobs_dir = tmp_path / "work" / "few-labels" / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     (jobs_dir / "few-labels_k2_s0.json").write_text(json.dumps(res))
