@@ -89,6 +89,9 @@ def test_class_weights_and_soft_targets_reach_the_classifier_loss():
     p, w, s = (dict(m.named_parameters())["head.4.weight"].detach() for m in (plain, weighted, soft))
     assert not np.allclose(p.numpy(), w.numpy())
     assert np.allclose(p.numpy(), s.numpy(), atol=1e-6)  # one-hot soft targets = hard labels
+    soft_w = train_classifier(x, np.eye(2, dtype=np.float32)[y], num_classes=2, steps=3, batch_size=8,
+                              class_weights=[1.0, 5.0])  # soft targets and class weights together (imbalanced arm)
+    assert not np.allclose(dict(soft_w.named_parameters())["head.4.weight"].detach().numpy(), s.numpy())
 
 
 def fake_job(setting: str, k: int, seed: int, acc: dict[str, float]) -> dict:
