@@ -125,14 +125,31 @@ def write_idx(path: Path, array) -> None:
     path.write_bytes(gzip.compress(header + array.tobytes(), compresslevel=1))
 
 
+def labelled_indices(y, k: int, seed: int):
+    """Sorted indices of k images per class of the labels ``y``, drawn without replacement with ``default_rng(seed)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c in np.unique(y)]))
+
+
 def real_subset(dm, k: int, seed: int):
     """k training images per class, drawn without replacement with ``default_rng(seed)``."""
     import numpy as np
 
     y = np.asarray(dm.split_labels("train"))
-    rng = np.random.default_rng(seed)
-    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c in range(10)]))
+    idx = labelled_indices(y, k, seed)
     return np.asarray(dm.split_images("train"))[idx], y[idx]
+
+
+def write_fashion_subset(sub: Path, x, y, x_test, y_test) -> None:
+    """Training images ``x`` (uint8 ``(N, 1, 28, 28)``) and labels ``y`` as Fashion-MNIST IDX files in ``sub`` (what
+    ``ganlab.train`` reads), with the first 10 test images as its test split."""
+    sub.mkdir(parents=True, exist_ok=True)
+    write_idx(sub / "train-images-idx3-ubyte.gz", x[:, 0])
+    write_idx(sub / "train-labels-idx1-ubyte.gz", y)
+    write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:10, 0])
+    write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:10])
 
 
 def celeba_subset(root: Path, sub: Path, k: int, seed: int) -> int:
@@ -162,20 +179,78 @@ def job_name(task: str, k: int, seed: int) -> str:
     return TASKS[task]["job"].format(k=k, seed=seed)
 
 
+def train_gan(work: Path, data_dir: Path, seed: int, steps: int, experiment: str, gan_overrides: list[str]) -> Path:
+    """Train the cGAN ``experiment`` on the data set in ``data_dir`` (Fashion-MNIST IDX / CelebA layout) with
+    ``ganlab.train`` into ``work/gan``; returns ``work/gan/checkpoints/last.ckpt``. A run stopped by a signal
+    exits instead of returning a half-trained checkpoint."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from ganlab import signals
+    from ganlab.train import train
+
+    overrides = [
+        f"experiment={experiment}", f"data.root={data_dir}",
+        f"data.cache_dir={work / 'cache'}", "data.num_workers=1",
+        f"generator_steps={steps}", f"seed={seed}", f"sample_every={max(steps // 4, 1)}",
+        f"checkpoint_every={steps}", "trainer.accelerator=cpu", "callbacks=[model_checkpoint,sample_grid]",
+        "logger=[]", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        f"paths.root_dir={work}", f"paths.output_dir={work / 'gan'}", f"paths.cache_dir={work / 'cache'}",
+        *gan_overrides,
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    train(cfg)
+    if signals.requested():  # stopped early (SIGTERM / Ctrl-C): never score a half-trained GAN
+        sys.exit(f"{work.name}: GAN training was stopped by a signal before {steps} generator steps; "
+                 f"delete {work} to rerun it")
+    return work / "gan" / "checkpoints" / "last.ckpt"
+
+
+def generate_set(ckpt: Path, out: Path, seed: int, request: dict):
+    """``ganlab.generate`` of ``request`` (per_class, filter, ...) into ``out``; the images are also saved as
+    ``out.npz`` (uint8 ``(N, C, H, W)`` + class indices). Returns ``(x, y, manifest)``."""
+    import numpy as np
+    from PIL import Image
+
+    from ganlab.generate import generate
+
+    manifest = generate({"ckpt": str(ckpt), "out": str(out), "seed": seed, "progress": False, "overwrite": True,
+                         "device": "cpu", **request})
+    c, h, w = manifest["image_shape"]
+    x = np.stack([np.asarray(Image.open(out / r["file"])).reshape(h, w, c).transpose(2, 0, 1)
+                  for r in manifest["images"]]) if manifest["images"] else np.zeros((0, c, h, w), np.uint8)
+    y = np.array([r["class_index"] for r in manifest["images"]], dtype=np.int64)
+    np.savez_compressed(out.with_suffix(".npz"), x=x, y=y)
+    return x, y, manifest
+
+
+def mix_weights(n_real: int, n_synthetic: int, frac: float):
+    """Sampling weights over ``n_real`` real then ``n_synthetic`` synthetic images: a fraction ``frac`` of every
+    batch synthetic (uniform within each part)."""
+    import numpy as np
+
+    return np.concatenate([np.full(n_real, (1 - frac) / n_real), np.full(n_synthetic, frac / n_synthetic)])
+
+
+def fit_and_score(x, y, test, class_names, *, steps: int, seed: int, classic: bool, **train_kw):
+    """The study's classifier (CompactCNN, batch 128; ``classic``: flips + 2-px translations) trained on
+    ``(x, y)`` and scored on ``test = (x_test, y_test)``; returns ``(classifier, accuracy report)``."""
+    from ganlab.metrics.classifier import accuracy_report, predict, train_classifier
+
+    clf = train_classifier(x, y, num_classes=len(class_names), steps=steps, batch_size=128, seed=seed,
+                           hflip=classic, translate=2 if classic else 0, **train_kw)
+    return clf, accuracy_report(predict(clf, test[0]), test[1], "class", class_names)
+
+
 # -- one job -------------------------------------------------------------------------------------------------
 def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
     """One (task, k, seed): the GAN, its two synthetic sets and the classifiers of every arm. With ``previous``
     (the job's earlier result), only the arms it lacks are trained, from the job's saved images."""
     import numpy as np
     import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-    from PIL import Image
-
-    from ganlab import signals
-    from ganlab.generate import generate
-    from ganlab.metrics.classifier import accuracy_report, predict, train_classifier
-    from ganlab.train import train
 
     torch.set_num_threads(args.threads)
     task = args.task
@@ -191,11 +266,7 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
     # 1: the k real images per class, in the data set's own layout (what ganlab.train reads)
     if task == "fashion-mnist":
         x_real, y_real = real_subset(dm, k, seed)
-        sub.mkdir(exist_ok=True)
-        write_idx(sub / "train-images-idx3-ubyte.gz", x_real[:, 0])
-        write_idx(sub / "train-labels-idx1-ubyte.gz", y_real)
-        write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:10, 0])
-        write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:10])
+        write_fashion_subset(sub, x_real, y_real, x_test, y_test)
     else:
         n = celeba_subset(data_root(args.data, task), sub, k, seed)
         sub_dm = full_datamodule(sub, work / "cache", task)  # the same preprocessing as the GAN's data
@@ -205,25 +276,10 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
     np.savez_compressed(work / "real.npz", x=x_real, y=y_real)
 
     # 2: the cGAN on exactly these images, through the normal training entry point
-    overrides = [
-        f"experiment={args.experiment or TASKS[task]['experiment']}", f"data.root={sub}",
-        f"data.cache_dir={work / 'cache'}", "data.num_workers=1",
-        f"generator_steps={args.gan_steps}", f"seed={seed}", f"sample_every={max(args.gan_steps // 4, 1)}",
-        f"checkpoint_every={args.gan_steps}", "trainer.accelerator=cpu", "callbacks=[model_checkpoint,sample_grid]",
-        "logger=[]", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        f"paths.root_dir={work}", f"paths.output_dir={work / 'gan'}", f"paths.cache_dir={work / 'cache'}",
-        *(TASKS[task]["gan_overrides"] if args.gan_overrides is None else args.gan_overrides),
-    ]
     if not ckpt.exists():
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
-        with open_dict(cfg):
-            cfg.pop("hydra", None)
         t = time.perf_counter()
-        train(cfg)
-        if signals.requested():  # stopped early (SIGTERM / Ctrl-C): never score a half-trained GAN
-            sys.exit(f"{work.name}: GAN training was stopped by a signal before {args.gan_steps} generator steps; "
-                     f"delete {work} to rerun it")
+        train_gan(work, sub, seed, args.gan_steps, args.experiment or TASKS[task]["experiment"],
+                  TASKS[task]["gan_overrides"] if args.gan_overrides is None else args.gan_overrides)
         times["gan_train"] = time.perf_counter() - t
 
     # 3: m synthetic images per class with ganlab.generate, without and with selection (reused when saved)
@@ -234,13 +290,7 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
                 synth[name] = (d["x"], d["y"])
             continue
         t = time.perf_counter()
-        out = work / f"synthetic_{name}"
-        manifest = generate({"ckpt": str(ckpt), "out": str(out), "per_class": args.m, "seed": seed, "progress": False,
-                             "overwrite": True, "device": "cpu", **extra})
-        x = np.stack([np.asarray(Image.open(out / r["file"])).reshape(x_real.shape[1:][1:] + (-1,))
-                      .transpose(2, 0, 1) for r in manifest["images"]])
-        y = np.array([r["class_index"] for r in manifest["images"]], dtype=np.int64)
-        np.savez_compressed(work / f"synthetic_{name}.npz", x=x, y=y)
+        x, y, manifest = generate_set(ckpt, work / f"synthetic_{name}", seed, {"per_class": args.m, **extra})
         synth[name] = (x, y)
         sel = manifest["selection"]
         selection[name] = {"per_class_acceptance": {c: v["acceptance_rate"] for c, v in sel["per_class"].items()},
@@ -264,10 +314,9 @@ def run_job(args, k: int, seed: int, previous: dict | None = None) -> dict:
         else:
             xs, ys = synth[which]
             x, y = np.concatenate([x_real, xs]), np.concatenate([y_real, ys])
-            w = np.concatenate([np.full(len(x_real), (1 - frac) / len(x_real)), np.full(len(xs), frac / len(xs))])
-        clf = train_classifier(x, y, num_classes=dm.num_classes, steps=args.clf_steps, batch_size=128, seed=seed,
-                               sample_weights=w, hflip=classic, translate=2 if classic else 0)
-        rep = accuracy_report(predict(clf, x_test), y_test, "class", dm.class_names)
+            w = mix_weights(len(x_real), len(xs), frac)
+        _, rep = fit_and_score(x, y, (x_test, y_test), dm.class_names, steps=args.clf_steps, seed=seed, classic=classic,
+                               sample_weights=w)
         result["accuracy"][arm] = rep["accuracy"]
         result["per_class"][arm] = {n: v["accuracy"] for n, v in rep["per_class"].items()}
         times[f"clf_{arm}"] = time.perf_counter() - t
@@ -589,14 +638,20 @@ def run_jobs(args, todo: list[tuple[str, int, int]]) -> None:
                    *(["--data", args.data] if args.data else []), *(["--fresh"] if args.fresh else []),
                    *(["--experiment", args.experiment] if args.experiment else []),
                    *(["--gan-overrides", *args.gan_overrides] if args.gan_overrides is not None else [])]
-    running: list[tuple[subprocess.Popen, tuple]] = []
-    failed = []
+    commands = [(job_name(task, k, s), [sys.executable, __file__, "--task", task, "--only", str(k), str(s),
+                                        *passthrough]) for task, k, s in todo]
+    run_lanes(commands, args.jobs, Path(args.work), env,
+              lambda name: json.loads((jobs_dir / f"{name}.json").read_text())["accuracy"])
+
+
+def run_lanes(commands: list[tuple[str, list[str]]], lanes: int, log_dir: Path, env: dict, report) -> None:
+    """Run the ``(name, argv)`` commands as at most ``lanes`` parallel subprocesses, in order, each logging to
+    ``log_dir/<name>.log``; ``report(name)`` is printed for each finished one. Exits naming the failed ones."""
+    todo, running, failed = list(commands), [], []
     while todo or running:
-        while todo and len(running) < args.jobs:
-            task, k, s = todo.pop(0)
-            name = job_name(task, k, s)
-            log = open(Path(args.work) / f"{name}.log", "a")
-            cmd = [sys.executable, __file__, "--task", task, "--only", str(k), str(s), *passthrough]
+        while todo and len(running) < lanes:
+            name, cmd = todo.pop(0)
+            log = open(log_dir / f"{name}.log", "a")
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), name))
             print(f"started {name}", flush=True)
         time.sleep(2)
@@ -605,9 +660,9 @@ def run_jobs(args, todo: list[tuple[str, int, int]]) -> None:
                 running.remove((proc, name))
                 if proc.returncode:
                     failed.append(name)
-                    print(f"FAILED {name} (see {args.work}/{name}.log)", flush=True)
+                    print(f"FAILED {name} (see {log_dir}/{name}.log)", flush=True)
                 else:
-                    print(f"done {name}: {json.loads((jobs_dir / f'{name}.json').read_text())['accuracy']}", flush=True)
+                    print(f"done {name}: {report(name)}", flush=True)
     if failed:
         sys.exit(f"{len(failed)} job(s) failed: {failed}")
 

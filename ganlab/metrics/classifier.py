@@ -88,10 +88,13 @@ def train_classifier(
     translate: int = 0,
     device: str | torch.device = "cpu",
     sample_weights: np.ndarray | None = None,
+    class_weights: Sequence[float] | None = None,
 ) -> CompactCNN:
     """Train :class:`CompactCNN` on uint8 ``(N, C, H, W)`` images for a fixed number of ``steps``
     (Adam, cosine learning-rate decay to 0, uniform sampling with replacement - or proportional
-    to ``sample_weights``). Classic augmentation: ``hflip`` (random horizontal flips) and
+    to ``sample_weights``). ``class_weights``: per-class weights of the cross-entropy (class labels only,
+    e.g. Cui et al.'s class-balanced weights). Class labels may be soft: ``labels`` of shape ``(N, K)``
+    holding class probabilities are the cross-entropy's targets. Classic augmentation: ``hflip`` (random horizontal flips) and
     ``translate=t`` (random crops of the image padded by ``t`` pixels of background, i.e. integer
     shifts of up to ``t`` px each way). Deterministic for a given seed on CPU. ``images`` may be a
     lazy split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read."""
@@ -106,7 +109,8 @@ def train_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
     y_all = torch.from_numpy(np.ascontiguousarray(labels))
-    y_all = y_all.long() if label_kind == "class" else y_all.float()
+    y_all = y_all.long() if label_kind == "class" and y_all.ndim == 1 else y_all.float()
+    cw = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32).to(device)
     w = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights), dtype=torch.float64)
     model.train()
     for _ in range(int(steps)):
@@ -122,7 +126,8 @@ def train_classifier(
             x = random_translate(x, int(translate), gen)
         y = y_all[idx].to(device)
         out = model(x)
-        loss = F.cross_entropy(out, y) if label_kind == "class" else F.binary_cross_entropy_with_logits(out, y)
+        loss = (F.cross_entropy(out, y, weight=cw) if label_kind == "class"
+                else F.binary_cross_entropy_with_logits(out, y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -152,9 +157,9 @@ def features(model: CompactCNN, images: np.ndarray, batch_size: int = 512) -> np
 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray | torch.Tensor | Iterable, batch_size: int = 512,
-            label_kind: str = "class") -> np.ndarray:
-    """Class indices ``(N,)`` (class) or attribute probabilities ``(N, K)`` (multi-hot) for uint8
-    images (an array, or an iterable of uint8 batches)."""
+            label_kind: str = "class", probabilities: bool = False) -> np.ndarray:
+    """Class indices ``(N,)`` (class; ``probabilities``: the softmax ``(N, K)`` instead) or attribute
+    probabilities ``(N, K)`` (multi-hot) for uint8 images (an array, or an iterable of uint8 batches)."""
     model.eval()
     device = next(model.parameters()).device
     batches = ([images[s : s + batch_size] for s in range(0, len(images), batch_size)]
@@ -162,7 +167,10 @@ def predict(model: nn.Module, images: np.ndarray | torch.Tensor | Iterable, batc
     outs = []
     for b in batches:
         logits = model(_as_float(b, device))
-        outs.append(logits.argmax(1).cpu() if label_kind == "class" else torch.sigmoid(logits).cpu())
+        if label_kind != "class":
+            outs.append(torch.sigmoid(logits).cpu())
+        else:
+            outs.append(torch.softmax(logits, 1).cpu() if probabilities else logits.argmax(1).cpu())
     if not outs:
         return np.zeros((0,), dtype=np.int64)
     return torch.cat(outs).numpy()
@@ -284,11 +292,17 @@ def get_label_classifier(datamodule, *, split: str = "train", cache_dir: str | N
         rep = accuracy_report(pred, datamodule.split_labels(held), kind, datamodule.class_names)
         info["real_heldout"] = {"split": held, **rep}
     if use_cache:
-        buf = io.BytesIO()
-        torch.save({"state_dict": {k_: v.cpu() for k_, v in model.state_dict().items()}, "info": {"widths": s["widths"]},
-                    "info_json": json.dumps(info)}, buf)
-        atomic_write_bytes(buf.getbuffer(), path)
+        save_classifier(model, path, info)
     return model, {**info, "from_cache": False, "path": path if use_cache else None}
+
+
+def save_classifier(model: CompactCNN, path: str | os.PathLike, info: dict) -> None:
+    """Write ``model`` atomically in the classifier cache's format (what ``get_label_classifier`` reads back and
+    ``ganlab.generate filter_classifier=PATH`` accepts); ``info`` must hold its ``widths``."""
+    buf = io.BytesIO()
+    torch.save({"state_dict": {k_: v.cpu() for k_, v in model.state_dict().items()},
+                "info": {"widths": list(info["widths"])}, "info_json": json.dumps(info)}, buf)
+    atomic_write_bytes(buf.getbuffer(), str(path))
 
 
 # -- per-class FID ----------------------------------------------------------------------------------
@@ -368,4 +382,4 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["CompactCNN", "accuracy_report", "features", "random_translate", "report_rows", "classifier_cache_path", "conditional_report", "get_label_classifier",
-           "heldout_split", "per_class_fid", "per_class_fidelity", "warn_collapsed", "within_class_variety", "predict", "train_classifier"]
+           "heldout_split", "per_class_fid", "per_class_fidelity", "warn_collapsed", "within_class_variety", "predict", "save_classifier", "train_classifier"]
