@@ -102,21 +102,24 @@ def worst_gap(fidelity: dict, real: dict | None) -> tuple[float, str]:
 
 
 def table(work: Path) -> None:
-    rows = sorted(work.glob("*/diagnosis.json"), key=lambda p: p.stat().st_mtime)
+    rows = sorted(work.glob("*/diagnosis.json"), key=lambda p: (json.loads(p.read_text())["steps"], p.parent.name))
     print("| variant | steps | seed | overrides | G | fidelity min / mean (%) | variety min / mean "
           "| shape variety min / mean | worst class | fidelity - real accuracy, worst (points) |")
     print("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | --- | --- |")
     for p in rows:
         d = json.loads(p.read_text())
-        for g in ("raw", "ema"):
-            r = d[g]
-            worst = min(r["fidelity"], key=r["fidelity"].get)
-            gap, gap_class = worst_gap(r["fidelity"], d.get("classifier_real_test"))
-            print(f"| {p.parent.name} | {d['steps']} | {d.get('seed', 0)} | {' '.join(d['overrides'])} | {g} | "
-                  f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
-                  f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
-                  f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} | "
-                  f"{gap:+.0f} ({gap_class}) |")
+        points = [(d["steps"], {g: d[g] for g in ("raw", "ema")})]
+        # earlier checkpoints (--checkpoint-every): {"raw": ..., "ema": ...}, or the EMA scores alone (older files)
+        points += [(int(s), v if "ema" in v else {"ema": v}) for s, v in d.get("by_step", {}).items() if int(s) != d["steps"]]
+        for steps, scores in sorted(points):
+            for g, r in scores.items():
+                worst = min(r["fidelity"], key=r["fidelity"].get)
+                gap, gap_class = worst_gap(r["fidelity"], d.get("classifier_real_test"))
+                print(f"| {p.parent.name} | {steps} | {d.get('seed', 0)} | {' '.join(d['overrides'])} | {g} | "
+                      f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
+                      f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
+                      f"{min(r['shape_variety'].values()):.2f} / {r['mean_shape_variety']:.2f} | {worst} | "
+                      f"{gap:+.0f} ({gap_class}) |")
 
 
 def main() -> None:
