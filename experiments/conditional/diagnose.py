@@ -65,15 +65,14 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
     names = list(dm.class_names)
     labels = np.repeat(np.arange(len(names)), per_class)
     out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class"), "classifier_steps": classifier_steps}
-    for ema in (False, True):
-        gan = ganlab.load(run_dir / "checkpoints" / "last.ckpt", ema=ema, device="cpu")
-        out["ema" if ema else "raw"] = score_generator(gan, clf, labels, names, real_x, real_y)
+    def raw_and_ema(ckpt: Path) -> dict:
+        return {"ema" if ema else "raw": score_generator(ganlab.load(ckpt, ema=ema, device="cpu"), clf, labels,
+                                                        names, real_x, real_y) for ema in (False, True)}
+
+    out.update(raw_and_ema(run_dir / "checkpoints" / "last.ckpt"))
     if every < steps:  # the earlier checkpoints too: does fidelity grow with training, or swing?
-        out["by_step"] = {}
-        for ckpt in sorted((run_dir / "checkpoints").glob("gstep_*.ckpt")):
-            out["by_step"][int(ckpt.stem.split("_")[1])] = {
-                "ema" if ema else "raw": score_generator(ganlab.load(ckpt, ema=ema, device="cpu"), clf, labels, names,
-                                                         real_x, real_y) for ema in (False, True)}
+        out["by_step"] = {int(ckpt.stem.split("_")[1]): raw_and_ema(ckpt)
+                          for ckpt in sorted((run_dir / "checkpoints").glob("gstep_*.ckpt"))}
     return out
 
 

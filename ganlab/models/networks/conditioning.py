@@ -94,6 +94,21 @@ class LabelConditioned(nn.Module):
         self.embed = LabelEmbedding(num_classes, embed_dim, label_kind)
         return embed_dim
 
+    def _generator_input(self, z_dim: int, num_classes: int, label_kind: str, conditioning: str,
+                         embed_dim: int | None, supported: tuple[str, ...] = ("concat",)) -> int:
+        """A generator's input width: ``z_dim``, plus the label embedding (``min(z_dim, 128)`` wide
+        unless ``embed_dim``) when the labels are concatenated to z; ``conditioning`` must be one of
+        ``supported``."""
+        if not num_classes:
+            return z_dim
+        if conditioning not in supported:
+            names = [repr(c) for c in supported]
+            choices = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+            raise ValueError(f"{type(self).__name__} conditioning must be {choices}, got {conditioning!r}")
+        if conditioning not in ("concat", "concat+cbn"):
+            return z_dim
+        return z_dim + self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
+
     def _join_labels(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """``x`` with the label embedding concatenated (``concat``); ``x`` unchanged otherwise."""
         check_labels(self.num_classes, labels)

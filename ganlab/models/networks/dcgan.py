@@ -51,12 +51,9 @@ class DCGANGenerator(LabelConditioned):
         self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
         s, k = start_size(resolution)
         widths = stage_widths(k, base_width, max_width)
-        if num_classes and conditioning not in ("concat", "cbn", "concat+cbn"):
-            raise ValueError(f"generator conditioning must be 'concat', 'cbn' or 'concat+cbn', got {conditioning!r}")
+        in_dim = self._generator_input(z_dim, num_classes, label_kind, conditioning, embed_dim,
+                                       supported=("concat", "cbn", "concat+cbn"))
         cbn = bool(num_classes) and conditioning in ("cbn", "concat+cbn")
-        in_dim = z_dim
-        if num_classes and conditioning in ("concat", "concat+cbn"):
-            in_dim += self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
         ins, outs = [in_dim] + widths[:-1], widths
         kernels = [(s, 1, 0)] + [(4, 2, 1)] * (k - 1)
         self.convs = nn.ModuleList(

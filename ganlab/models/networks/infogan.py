@@ -51,11 +51,7 @@ class InfoGANGenerator(LabelConditioned):
         self.num_classes, self.label_kind, self.conditioning = num_classes, label_kind, conditioning
         self.s = base_size(resolution)
         self.latent = Latent(latent)
-        in_dim = z_dim
-        if num_classes:
-            if conditioning != "concat":
-                raise ValueError("the InfoGAN generator supports conditioning='concat' only")
-            in_dim += self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
+        in_dim = self._generator_input(z_dim, num_classes, label_kind, conditioning, embed_dim)
         self.fc = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, 2 * width * self.s * self.s), nn.BatchNorm1d(2 * width * self.s * self.s),

@@ -42,11 +42,7 @@ class MLPGenerator(LabelConditioned):
         super().__init__()
         self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
         self.num_classes, self.label_kind = num_classes, label_kind
-        in_dim = z_dim
-        if num_classes:
-            if conditioning != "concat":
-                raise ValueError("the MLP generator supports conditioning='concat' only")
-            in_dim += self._add_label_input(num_classes, label_kind, embed_dim or min(z_dim, 128))
+        in_dim = self._generator_input(z_dim, num_classes, label_kind, conditioning, embed_dim)
         self.body = _mlp([in_dim, *hidden], norm, 0.0)
         self.out = nn.Linear(hidden[-1], channels * resolution * resolution)
         dcgan_init(self)
