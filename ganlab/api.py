@@ -105,8 +105,8 @@ class Sampler:
 
 def load(path: str | os.PathLike, *, device: str | torch.device | None = None, ema: bool = True,
          trust: bool = False) -> Sampler:
-    """A :class:`Sampler` of the checkpoint at ``path`` (a ``.ckpt`` file, or a run folder: its newest
-    loadable checkpoint), opened by :func:`ganlab.run.open_run`. ``device``: default CUDA when
+    """A :class:`Sampler` of the checkpoint at ``path`` (a ``.ckpt`` file, or a run folder: its loadable
+    checkpoint furthest into training), opened by :func:`ganlab.run.open_run`. ``device``: default CUDA when
     available, else CPU. ``ema=False``: the raw generator. Raises
     :class:`ganlab.checkpoints.CheckpointError` with one message naming the file."""
     from ganlab.run import open_run

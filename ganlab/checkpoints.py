@@ -20,8 +20,8 @@
   the process that loads, never through the file: ``GANLAB_TRUSTED_TARGETS=mypkg,lab.nets``
   (comma-separated module prefixes, see :func:`allowed_target_roots`).
 * :func:`resolve_ckpt_path`: ``ckpt_path=auto`` (the run folder of this job) or
-  ``ckpt_path=<run folder>`` resumes from the newest checkpoint there that loads, skipping
-  damaged ones with a warning that names them.
+  ``ckpt_path=<run folder>`` resumes from the loadable checkpoint there furthest into training
+  (``global_step``; the newest file among equals), skipping damaged ones with a warning that names them.
 """
 
 from __future__ import annotations
@@ -310,21 +310,35 @@ def checkpoint_candidates(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
 
 
-def first_loadable(paths: Iterable[Path], load: Callable[[Path], Any]) -> tuple[Path, Any] | None:
-    """``(path, load(path))`` of the first path whose ``load`` succeeds; the damaged ones before it
-    (a :class:`CheckpointError`) are warned about by name."""
+def training_progress(ckpt: dict[str, Any]) -> int:
+    """How far training had gone when ``ckpt`` was written: Lightning's ``global_step`` (-1 if absent)."""
+    return int(ckpt.get("global_step", -1)) if isinstance(ckpt, dict) else -1
+
+
+def most_trained_loadable(paths: Iterable[Path], load: Callable[[Path], Any],
+                          progress: Callable[[Any], int] = training_progress) -> tuple[Path, Any] | None:
+    """``(path, load(path))`` of the loadable checkpoint furthest into training (``progress``); among
+    equals the first in ``paths`` (``checkpoint_candidates``: the newest file). Progress, not file time,
+    decides, so a copied-in or re-touched older checkpoint is never resumed over a newer state. Damaged
+    files (a :class:`CheckpointError`) are warned about by name and skipped; only the best one is kept
+    in memory."""
+    best: tuple[int, Path, Any] | None = None
     for p in paths:
         try:
-            return p, load(p)
+            loaded = load(p)
         except CheckpointError as err:
             warnings.warn(f"skipping a damaged checkpoint: {err}")
             log.warning("skipping a damaged checkpoint: %s", err)
-    return None
+            continue
+        step = progress(loaded)
+        if best is None or step > best[0]:
+            best = (step, p, loaded)
+    return None if best is None else (best[1], best[2])
 
 
 def newest_loadable(folder: str | os.PathLike, *, trust: bool = False) -> Path | None:
-    """The newest checkpoint in ``folder`` that loads and checks out; damaged ones are warned about."""
-    found = first_loadable(checkpoint_candidates(folder), lambda p: load_checkpoint(p, trust=trust))
+    """The loadable checkpoint in ``folder`` furthest into training (:func:`most_trained_loadable`)."""
+    found = most_trained_loadable(checkpoint_candidates(folder), lambda p: load_checkpoint(p, trust=trust))
     return None if found is None else found[0]
 
 
@@ -332,10 +346,11 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trus
     """What to hand ``trainer.fit(ckpt_path=...)``.
 
     * ``None`` / ``""``: start fresh;
-    * ``auto``: the newest loadable checkpoint in ``<run_dir>/checkpoints`` (this job's run
+    * ``auto``: the loadable checkpoint in ``<run_dir>/checkpoints`` furthest into training (this job's run
       folder, ``paths.output_dir``), or a fresh start when there is none (a first launch and a
       requeued job use the same command);
-    * a folder (a run folder or its ``checkpoints/``): its newest loadable checkpoint, else an error;
+    * a folder (a run folder or its ``checkpoints/``): its loadable checkpoint furthest into training,
+      else an error;
     * a file: that file (a damaged file is an error: an explicit request never silently falls back);
     * ``last`` / ``best`` / ``hpc``: Lightning's own meanings.
     """
@@ -364,7 +379,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike, *, trus
     return str(p)
 
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "first_loadable",
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "check_targets", "content_digest", "most_trained_loadable",
            "instantiate_from_checkpoint",
            "load_checkpoint", "newest_loadable", "rebuild_module", "resolve_ckpt_path", "save_atomic",
            "stored_data_state", "stored_model_config", "to_plain"]

@@ -11,8 +11,8 @@ commands that use a trained GAN need, decided in one place.
   :meth:`Run.datamodule` rebuilds it through the allowlist).
 
 ``ganlab.load`` (:mod:`ganlab.api`), ``ganlab.generate``, ``ganlab.evaluate`` and ``ganlab.selection``
-open checkpoints only through here. ``path`` may be a ``.ckpt`` file or a run folder (its newest
-loadable checkpoint). ``trust=True`` (``trust_checkpoint=true``) lifts the safety checks for a file
+open checkpoints only through here. ``path`` may be a ``.ckpt`` file or a run folder (its loadable
+checkpoint furthest into training). ``trust=True`` (``trust_checkpoint=true``) lifts the safety checks for a file
 you trust. Every failure is one :class:`ganlab.checkpoints.CheckpointError` naming the file.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from ganlab.checkpoints import (CheckpointError, checkpoint_candidates, first_loadable, instantiate_from_checkpoint,
-                                load_checkpoint, stored_data_state, stored_model_config)
+from ganlab.checkpoints import (CheckpointError, checkpoint_candidates, instantiate_from_checkpoint, load_checkpoint,
+                                most_trained_loadable, stored_data_state, stored_model_config, training_progress)
 from ganlab.labels import LabelInfo
 from ganlab.utils.device import choose_device
 
@@ -91,13 +91,14 @@ def _read(path: str, trust: bool) -> tuple[dict[str, Any], str]:
 def open_run(path: str | os.PathLike, *, device: str | torch.device | None = "auto", ema: bool = True,
              trust: bool = False) -> Run:
     """Open the checkpoint at ``path`` (a ``.ckpt`` file, or a run folder / its ``checkpoints/``: the
-    newest checkpoint there that loads) once; see the module docstring."""
+    loadable checkpoint there furthest into training) once; see the module docstring."""
     from ganlab.models import load_gan
 
     p = Path(path)
     if p.is_dir():
         folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        found = first_loadable(checkpoint_candidates(folder), lambda c: _read(str(c), trust))
+        found = most_trained_loadable(checkpoint_candidates(folder), lambda c: _read(str(c), trust),
+                                      progress=lambda read: training_progress(read[0]))
         if found is None:
             raise CheckpointError(f"{path}: no loadable checkpoint (*.ckpt) in {folder}")
         ckpt_path, (ckpt, sha256) = str(found[0]), found[1]

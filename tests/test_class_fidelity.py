@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -66,6 +67,7 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     cfg = make_cfg(tmp_path, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
                    "generator_steps=4", "checkpoint_every=4", "sample_every=2",
                    "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
+                   "callbacks.class_fidelity.save_best=true",
                    "callbacks.class_fidelity.classifier_steps=30", "callbacks.class_fidelity.threshold=0.95",
                    "logger=csv", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
                    tiny=False)
@@ -76,10 +78,21 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert [h["generator_step"] for h in record["history"]] == [2, 4]
     last = record["history"][-1]
-    assert set(last) == {"generator_step", *names}
+    assert set(last) == {"generator_step", "worst_gap", *names}
+    # worst_gap: min over classes of fidelity minus the classifier's accuracy on that class's real test images
+    real = record["real_accuracy"]
+    assert set(real) == set(names)
+    for h in record["history"]:
+        assert h["worst_gap"] == pytest.approx(min(h[n] - real[n] for n in names))
+    best = max(record["history"], key=lambda h: h["worst_gap"])  # first of equals: strict improvement only
+    assert record["best"]["generator_step"] == best["generator_step"]
+    assert record["best"]["worst_gap"] == pytest.approx(best["worst_gap"])
+    kept = load_gan(run / "checkpoints" / "best_class_fidelity.ckpt")
+    assert kept.generator_step == best["generator_step"]
     assert (run / "class_fidelity.png").stat().st_size > 0
     logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"class_fidelity/{n}" in logged for n in names) and "class_fidelity/min" in logged
+    assert "class_fidelity/worst_gap" in logged
     # every class under the threshold is named in the step-4 warning
     low = [n for n in names if last[n] < 0.95]
     assert low, "a 4-step generator should not reach 95 % everywhere"

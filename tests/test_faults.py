@@ -180,6 +180,24 @@ def test_auto_resume_skips_damaged_newest(run5, tmp_path):
         resolve_ckpt_path(str(folder / "last.ckpt"), tmp_path)  # an explicit file never falls back
 
 
+def test_auto_resume_takes_the_most_trained_not_the_newest_file(run5, tmp_path):
+    """An older checkpoint copied into the folder later (newest mtime) must not be resumed over step 5."""
+    from ganlab.run import open_run
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.ckpt").write_bytes((run5[0] / "last.ckpt").read_bytes())  # generator step 5
+    time.sleep(0.01)
+    (folder / "best_fid.ckpt").write_bytes((run5[0] / "gstep_000002.ckpt").read_bytes())  # step 2, newer file
+    assert resolve_ckpt_path("auto", tmp_path / "run") == str(folder / "last.ckpt")
+    assert resolve_ckpt_path(str(tmp_path / "run"), tmp_path) == str(folder / "last.ckpt")
+    assert open_run(tmp_path / "run", device="cpu").path == str(folder / "last.ckpt")
+    # equal progress: the newer file wins (so a same-step best_fid.ckpt written after last.ckpt is fine)
+    time.sleep(0.01)
+    (folder / "copy.ckpt").write_bytes((run5[0] / "last.ckpt").read_bytes())
+    assert resolve_ckpt_path("auto", tmp_path / "run") == str(folder / "copy.ckpt")
+
+
 def test_disk_full_keeps_the_previous_checkpoint(run5, tmp_path):
     ckpt = load_checkpoint(run5[0] / "last.ckpt")
     target = tmp_path / "last.ckpt"

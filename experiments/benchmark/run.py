@@ -292,12 +292,12 @@ class Job:
         if self.row.plain:
             state = self.train_dir / "state.pt"
             return _plain_step(state) if state.exists() else None
-        from ganlab.checkpoints import checkpoint_candidates, first_loadable, load_checkpoint
+        from ganlab.checkpoints import checkpoint_candidates, load_checkpoint, most_trained_loadable
 
         folder = self.train_dir / "checkpoints"
         with _LOADING:  # one lane at a time (two lanes loading checkpoints at once hung in torch)
-            # (path, dict) of the newest loadable one: loaded once (newest_loadable + a second load read it twice)
-            found = first_loadable(checkpoint_candidates(folder), load_checkpoint) if folder.is_dir() else None
+            # (path, dict) of the one auto resumes from: loaded once (newest_loadable + a second load read it twice)
+            found = most_trained_loadable(checkpoint_candidates(folder), load_checkpoint) if folder.is_dir() else None
             return None if found is None else int(found[1].get("ganlab", {}).get("generator_step", 0))
 
     def score_points(self) -> list[tuple[str, list[str]]]:

@@ -5,7 +5,12 @@ every class from fixed noise; the label classifier of :mod:`ganlab.metrics.class
 trained once on the real training split, cached on disk) reads them, and the share read as the class
 asked for is
 
-* logged to every logger as ``class_fidelity/<class>`` plus ``class_fidelity/min`` and ``/mean``;
+* logged to every logger as ``class_fidelity/<class>`` plus ``class_fidelity/min`` and ``/mean``, and
+  ``class_fidelity/worst_gap``: the minimum over classes of (fidelity - the classifier's accuracy on that
+  class's real held-out images), the number issue 20's target is stated in (0 = every class drawn as
+  recognisably as its real images; also in ``trainer.callback_metrics``);
+* with ``save_best``: the checkpoint of the best ``worst_gap`` so far kept as ``best_class_fidelity.ckpt``
+  (a recipe whose class fidelity swings or collapses late keeps its most class-faithful state);
 * kept in ``<run_dir>/class_fidelity.json`` (every evaluation) and plotted in ``class_fidelity.png``;
 * checked: a class below ``threshold`` gets a warning that names it ("class fidelity collapsed ...").
 
@@ -24,7 +29,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ganlab.metrics.classifier import warn_collapsed
+from ganlab.metrics.classifier import warn_collapsed, worst_fidelity_gap
 from ganlab.metrics.results import write_json
 
 log = logging.getLogger(__name__)
@@ -33,14 +38,18 @@ log = logging.getLogger(__name__)
 class ClassFidelity(L.Callback):
     def __init__(self, every_n_steps: int = 500, per_class: int = 50, threshold: float = 0.5, seed: int = 0,
                  at_train_end: bool = True, run_dir: str | None = None, cache_dir: str | None = None,
-                 classifier_steps: int = 1500, log_prefix: str = "class_fidelity/") -> None:
+                 classifier_steps: int = 1500, log_prefix: str = "class_fidelity/", save_best: bool = False,
+                 best_ckpt_name: str = "best_class_fidelity.ckpt", dirpath: str | None = None) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"ClassFidelity threshold is a share in [0, 1], got {threshold}")
         self.every_n_steps, self.per_class, self.threshold = int(every_n_steps or 0), int(per_class), threshold
         self.seed, self.at_train_end, self.run_dir, self.cache_dir = seed, at_train_end, run_dir, cache_dir
         self.classifier_steps, self.log_prefix = classifier_steps, log_prefix
+        self.save_best, self.best_ckpt_name, self.dirpath = save_best, best_ckpt_name, dirpath
         self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # {"generator_step", "worst_gap", "ckpt_path"}
         self._classifier = None
+        self._real_accuracy: dict[str, float] = {}  # the classifier's per-class accuracy on real held-out images
         self._last_step = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -57,23 +66,44 @@ class ClassFidelity(L.Callback):
         dm = trainer.datamodule
         if pl_module.label_kind != "class" or dm is None or not getattr(dm, "label_kind", None):
             return None
-        if not trainer.is_global_zero:
-            return None
         names = list(dm.class_names)
-        fidelity = self.measure(pl_module, dm, names)
-        entry = {"generator_step": step, **fidelity}
+        record = None
+        if trainer.is_global_zero:
+            fidelity = self.measure(pl_module, dm, names)
+            found = worst_fidelity_gap(fidelity, self._real_accuracy)
+            record = {"fidelity": fidelity, "worst_gap": None if found is None else found[0]}
+        if trainer.world_size > 1:  # every rank takes part in saving the best checkpoint
+            record = trainer.strategy.broadcast(record, src=0)
+        fidelity, gap = record["fidelity"], record["worst_gap"]
+        entry = {"generator_step": step, **fidelity, **({"worst_gap": gap} if gap is not None else {})}
         self.history.append(entry)
         values = {f"{self.log_prefix}{n}": v for n, v in fidelity.items()}
         values[f"{self.log_prefix}min"] = min(fidelity.values())
         values[f"{self.log_prefix}mean"] = float(np.mean(list(fidelity.values())))
+        if gap is not None:
+            values[f"{self.log_prefix}worst_gap"] = gap
+            trainer.callback_metrics[f"{self.log_prefix}worst_gap"] = torch.tensor(gap)
+        if gap is not None and (self.best is None or gap > self.best["worst_gap"]):
+            path = os.path.join(self._ckpt_dir(trainer), self.best_ckpt_name) if self.save_best else None
+            self.best = {"generator_step": step, "worst_gap": gap, "ckpt_path": path}
+            if path:
+                trainer.save_checkpoint(path)  # every rank: the call synchronises them
+        if not trainer.is_global_zero:
+            return fidelity
         for logger in trainer.loggers:
             logger.log_metrics(values, step=step)
         warn_collapsed(fidelity, self.threshold, f"generator step {step}")
         run_dir = self.run_dir or trainer.default_root_dir
-        write_json({"threshold": self.threshold, "per_class": self.per_class, "history": self.history},
-                   os.path.join(run_dir, "class_fidelity.json"))
+        write_json({"threshold": self.threshold, "per_class": self.per_class, "real_accuracy": self._real_accuracy,
+                    "best": self.best, "history": self.history}, os.path.join(run_dir, "class_fidelity.json"))
         plot_history(self.history, names, self.threshold, os.path.join(run_dir, "class_fidelity.png"))
         return fidelity
+
+    def _ckpt_dir(self, trainer) -> str:
+        cb = trainer.checkpoint_callback
+        if self.dirpath or (cb is not None and getattr(cb, "dirpath", None)):
+            return self.dirpath or cb.dirpath
+        return os.path.join(self.run_dir or trainer.default_root_dir, "checkpoints")
 
     def measure(self, pl_module, dm, names: list[str]) -> dict[str, float]:
         """``{class: share of its fixed-noise EMA samples the label classifier reads as it}``."""
@@ -82,8 +112,10 @@ class ClassFidelity(L.Callback):
 
         if self._classifier is None:
             with torch.enable_grad():  # trained on first use (then cached on disk)
-                self._classifier, _ = get_label_classifier(dm, cache_dir=self.cache_dir, device=pl_module.device,
-                                                           steps=self.classifier_steps)
+                self._classifier, info = get_label_classifier(dm, cache_dir=self.cache_dir, device=pl_module.device,
+                                                              steps=self.classifier_steps)
+            per = (info.get("real_heldout") or {}).get("per_class") or {}
+            self._real_accuracy = {n: float(per[n]["accuracy"]) for n in names if n in per}
         labels = torch.arange(len(names), device=pl_module.device).repeat_interleave(self.per_class)
         z = torch.randn(len(labels), pl_module.z_dim, generator=torch.Generator().manual_seed(self.seed))
         images = torch.cat([to_uint8(pl_module.sample(zb.to(pl_module.device), yb))
@@ -91,11 +123,13 @@ class ClassFidelity(L.Callback):
         return per_class_fidelity(self._classifier, images, labels.cpu().numpy(), names)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history), "last_step": self._last_step}
+        return {"history": list(self.history), "last_step": self._last_step, "best": self.best}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self._last_step = int(state_dict.get("last_step", -1))
+        self.best = state_dict.get("best")
+
 
 
 def plot_history(history: list[dict[str, Any]], names: list[str], threshold: float, path: str) -> None:
