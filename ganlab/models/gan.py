@@ -74,13 +74,14 @@ class GAN(L.LightningModule):
         speed: Speed | None = None,
         class_loss: Any = None,
         transition: Any = None,
+        mode_seeking: Any = None,
     ) -> None:
         super().__init__()
         # the parts given as Hydra configs (ganlab.train) are the hyperparameters: they rebuild the
         # model in GAN.load_from_checkpoint; parts given as objects (Python API) are not recorded
         self.save_hyperparameters(ignore=[k for k, v in locals().items() if not _is_plain(v)], logger=False)
-        generator, discriminator, loss, augment, lecam, class_loss, transition = map(
-            _built, (generator, discriminator, loss, augment, lecam, class_loss, transition))
+        generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking = map(
+            _built, (generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking))
         g_optimizer, d_optimizer, g_scheduler, d_scheduler = map(_built, (g_optimizer, d_optimizer, g_scheduler,
                                                                           d_scheduler))
         regularizers = [_built(r) for r in regularizers or ()]
@@ -102,6 +103,7 @@ class GAN(L.LightningModule):
                              f"(model/class_loss=adc sets both); got conditioning "
                              f"{getattr(discriminator, 'conditioning', None)!r} and class_loss={class_loss!r}")
         self.class_loss, self.transition = class_loss, transition
+        self.mode_seeking = mode_seeking  # a G-side term (MSGAN), or None
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.augment = augment
         self.ema_decay, self.ema_start = ema_decay, ema_start
@@ -178,9 +180,10 @@ class GAN(L.LightningModule):
             # the last critic step's fakes are made with a graph and reused for the G step
             last = i == self.n_critic - 1
             with torch.set_grad_enabled(last):
-                fake = self.generator(self.noise(n), labels)
+                z = self.noise(n)
+                fake = self.generator(z, labels)
             d_stats = self._discriminator_step(opt_d, real, fake.detach(), labels)
-        g_stats = self._generator_step(opt_g, fake, labels)
+        g_stats = self._generator_step(opt_g, fake, labels, z)
         self._check_finite(d_stats["loss/d_total"], g_stats["loss/g"])
         self.generator_step += 1
         self._update_ema()
@@ -241,7 +244,7 @@ class GAN(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=grad_clip, gradient_clip_algorithm="norm")
         opt.step()
 
-    def _generator_step(self, opt, fake, labels) -> dict[str, torch.Tensor]:
+    def _generator_step(self, opt, fake, labels, z) -> dict[str, torch.Tensor]:
         self.toggle_optimizer(opt)
         d_fake, c_fake = self._discriminate(self._d_input(fake), labels)
         loss = self.loss.generator(d_fake)
@@ -250,6 +253,10 @@ class GAN(L.LightningModule):
             cls = self.condition_weight * self.class_loss.generator(c_fake, labels)
             stats["class/g_loss"] = cls.detach()
             loss = loss + cls
+        if self.mode_seeking is not None:  # MSGAN: images must differ when z does
+            ms = self.mode_seeking(self.generator, fake, z, labels)
+            stats["reg/ModeSeeking"] = ms.detach()
+            loss = loss + ms
         self._step(opt, loss, self.g_grad_clip)
         self.untoggle_optimizer(opt)
         return {"loss/g": loss.detach(), **stats}

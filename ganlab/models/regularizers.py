@@ -7,6 +7,9 @@ their graph, for regularizers on D's outputs (LeCam); ``step`` counts D steps. T
 discriminator itself or its outputs, which is why they are separate from the losses.
 Regularizers with state (LeCam's EMAs) are ``nn.Module``s held by the GAN module, so their
 state is in every checkpoint.
+
+One generator regularizer lives here too, :class:`ModeSeeking`, added to the G loss:
+``term(G, fake, z, labels)`` with the step's fakes and the noise that made them.
 """
 
 from __future__ import annotations
@@ -99,3 +102,21 @@ class LeCam(nn.Module):
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, decay={self.decay}, start={self.start}"
+
+
+class ModeSeeking:
+    """Mode seeking (MSGAN, Mao et al. CVPR 2019) against a conditional generator drawing one shape per
+    class: a second batch from fresh noise with the same labels, and G minimises
+    ``weight / (mean|G(z1,y) - G(z2,y)| / mean|z1 - z2| + eps)``, so images must move when z does (the
+    paper's batch-mean form). Costs one extra generator forward/backward per G step."""
+
+    def __init__(self, weight: float = 1.0, eps: float = 1e-5) -> None:
+        if weight < 0:
+            raise ValueError(f"ModeSeeking weight must be >= 0, got {weight}")
+        self.weight, self.eps = weight, eps
+
+    def __call__(self, generator: nn.Module, fake: torch.Tensor, z: torch.Tensor, labels) -> torch.Tensor:
+        z2 = torch.randn_like(z)
+        fake2 = generator(z2, labels)
+        ratio = (fake - fake2).abs().mean() / (z - z2).abs().mean()
+        return self.weight / (ratio + self.eps)
