@@ -58,8 +58,8 @@ def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int) -> dict:
-    import ganlab
+def scoring_setup(work: Path, classifier_steps: int):
+    """The label classifier (cached), its report, the real training images and labels, the class names."""
     from ganlab.data.datamodule import GANDataModule
     from ganlab.data.sources import FashionMNIST
     from ganlab.metrics.classifier import get_label_classifier
@@ -70,8 +70,13 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
     dm.setup("fit")
     clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"),
                                      steps=classifier_steps)
-    real_x, real_y = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train"))
-    names = list(dm.class_names)
+    return clf, info, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+
+
+def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int) -> dict:
+    import ganlab
+
+    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps)
     labels = np.repeat(np.arange(len(names)), per_class)
     out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class"), "classifier_steps": classifier_steps}
     def raw_and_ema(ckpt: Path) -> dict:
@@ -79,22 +84,46 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
                                                         names, real_x, real_y) for ema in (False, True)}
 
     out.update(raw_and_ema(run_dir / "checkpoints" / "last.ckpt"))
+    save_grid(ganlab.load(run_dir / "checkpoints" / "last.ckpt", device="cpu"), len(names), run_dir / "samples_last_ema.png")
     best = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
     if best.is_file():  # --keep-best: the checkpoint the class_fidelity callback kept (50 images per class, seed 0)
         chosen = json.loads((run_dir / "class_fidelity.json").read_text())["best"]
         out["best"] = {"generator_step": chosen["generator_step"], "in_training_worst_gap": chosen["worst_gap"],
                        **raw_and_ema(best)}
+        save_grid(ganlab.load(best, device="cpu"), len(names), run_dir / "samples_best_ema.png")
     if every < steps:  # the earlier checkpoints too: does fidelity grow with training, or swing?
         out["by_step"] = {int(ckpt.stem.split("_")[1]): raw_and_ema(ckpt)
                           for ckpt in sorted((run_dir / "checkpoints").glob("gstep_*.ckpt"))}
     return out
 
 
-def score_generator(gan, clf, labels, names, real_x, real_y) -> dict:
+def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, noise_seed: int) -> dict:
+    """The EMA generator of the kept checkpoint (best_class_fidelity.ckpt, else last.ckpt) scored again on
+    noise it was not selected on (``noise_seed``, ``per_class`` images per class)."""
+    import ganlab
+
+    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps)
+    ckpt = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
+    ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
+    gan = ganlab.load(ckpt, device="cpu")
+    labels = np.repeat(np.arange(len(names)), per_class)
+    return {"checkpoint": ckpt.name, "generator_step": int(gan.model.generator_step), "noise_seed": noise_seed,
+            "per_class": per_class, "classifier_steps": classifier_steps,
+            "classifier_real_test": info.get("real_heldout", {}).get("per_class"),
+            "ema": score_generator(gan, clf, labels, names, real_x, real_y, noise_seed)}
+
+
+def save_grid(gan, num_classes: int, path: Path, per_row: int = 12) -> None:
+    """One row per class, ``per_row`` EMA samples each (noise seed 1: not the scored images)."""
+    gan.grid(num_classes * per_row, seed=1, labels=np.repeat(np.arange(num_classes), per_row).tolist(),
+             nrow=per_row).save(path)
+
+
+def score_generator(gan, clf, labels, names, real_x, real_y, noise_seed: int = 0) -> dict:
     """Per-class fidelity and (shape) variety of ``per_class`` images per class from ``gan``."""
     from ganlab.metrics.classifier import per_class_fidelity, within_class_variety
 
-    x = gan.sample(len(labels), seed=0, labels=labels.tolist()).numpy()
+    x = gan.sample(len(labels), seed=noise_seed, labels=labels.tolist()).numpy()
     fid = per_class_fidelity(clf, x, labels, names)
     var = within_class_variety(x, labels, real_x, real_y, names)
     shape = within_class_variety(x, labels, real_x, real_y, names, standardize=True)
@@ -126,10 +155,13 @@ def table(work: Path) -> None:
         points = sorted(points)
         if "best" in d:  # the checkpoint kept by best in-training worst gap, scored again on 200 per class
             points.append((f"best: {d['best']['generator_step']}", {g: d["best"][g] for g in ("raw", "ema")}))
+        for r in d.get("rechecks", []):  # the kept checkpoint on other noise, maybe by another classifier
+            points.append((f"recheck {r['generator_step']}: noise {r['noise_seed']}, {r['per_class']}/class, "
+                           f"classifier {r['classifier_steps']} steps", {"ema": {**r["ema"], "real": r["classifier_real_test"]}}))
         for steps, scores in points:
             for g, r in scores.items():
                 worst = min(r["fidelity"], key=r["fidelity"].get)
-                gap, gap_class = worst_gap(r["fidelity"], d.get("classifier_real_test"))
+                gap, gap_class = worst_gap(r["fidelity"], r.get("real") or d.get("classifier_real_test"))
                 print(f"| {p.parent.name} | {steps} | {d.get('seed', 0)} | {' '.join(d['overrides'])} | {g} | "
                       f"{100 * min(r['fidelity'].values()):.0f} / {100 * r['mean_fidelity']:.0f} | "
                       f"{min(r['variety'].values()):.2f} / {r['mean_variety']:.2f} | "
@@ -154,12 +186,32 @@ def main() -> None:
                         "(best in-training worst gap) and score that checkpoint too")
     p.add_argument("--table", action="store_true")
     p.add_argument("--score-only", action="store_true")
+    p.add_argument("--grids-only", action="store_true", help="only write the sample grids of a trained variant")
+    p.add_argument("--recheck", type=int, default=None, metavar="NOISE_SEED",
+                   help="score the kept checkpoint's EMA generator again on other noise (--per-class images per "
+                        "class), into diagnosis.json's 'recheck'")
     args = p.parse_args()
     if args.table:
         return table(args.work)
     run_dir = args.work / args.name
+    if args.grids_only:
+        import ganlab
+
+        for ckpt in ("last", "best_class_fidelity"):
+            if (run_dir / "checkpoints" / f"{ckpt}.ckpt").is_file():
+                save_grid(ganlab.load(run_dir / "checkpoints" / f"{ckpt}.ckpt", device="cpu"), 10,
+                          run_dir / f"samples_{ckpt.split('_')[0]}_ema.png")
+        return
     every = args.checkpoint_every or args.steps
     record = run_dir / "diagnosis.json"
+    if args.recheck is not None:
+        result = json.loads(record.read_text())
+        again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck)
+        key = (again["noise_seed"], again["per_class"], again["classifier_steps"])
+        result["rechecks"] = [r for r in result.get("rechecks", [])
+                              if (r["noise_seed"], r["per_class"], r["classifier_steps"]) != key] + [again]
+        record.write_text(json.dumps(result, indent=1) + "\n")
+        return
     if args.score_only:  # rescore a trained variant: keep what trained it
         result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
                                                                                     "overrides", "train_cpu_s")}
