@@ -161,9 +161,10 @@ def test_tables_are_written_from_the_results_files_only(tmp_path):
     assert (out / "results.md").read_text() == first
 
 
-def fake_fashion(root: Path, per_class: int = 12, seed: int = 0) -> None:
-    """A Fashion-MNIST-shaped data set in its IDX layout: class c is a bright square at a class-specific place."""
-    from run import write_fashion_subset
+def fake_fashion(root: Path, per_class: int = 12, seed: int = 0, full_test: bool = False) -> None:
+    """A Fashion-MNIST-shaped data set in its IDX layout: class c is a bright square at a class-specific place
+    (test split: its first 10 images, or with ``full_test`` all of them, so every class has a recall)."""
+    from run import write_fashion_subset, write_idx
 
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(10), per_class)
@@ -172,6 +173,9 @@ def fake_fashion(root: Path, per_class: int = 12, seed: int = 0) -> None:
         r, col = divmod(int(c), 5)
         x[i, 0, 2 + 12 * r : 12 + 12 * r, 1 + 5 * col : 6 + 5 * col] = 230
     write_fashion_subset(root, x, y, x, y)
+    if full_test:
+        write_idx(root / "t10k-images-idx3-ubyte.gz", x[:, 0])
+        write_idx(root / "t10k-labels-idx1-ubyte.gz", y)
 
 
 TINY_GAN = ["--gan-override", "model.generator.base_width=8", "model.discriminator.base_width=8",
@@ -234,3 +238,50 @@ def test_a_rerun_with_other_options_is_refused_not_mixed(tmp_path, monkeypatch):
         settings.main([*base, "--target", "500"])
     settings.main(base)  # the same options: nothing to run, the tables are written
     assert (tmp_path / "out" / "results.md").exists()
+
+
+def test_share_weights_give_the_filled_classes_synthetic_images_their_share_hand_count():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1, 2])  # class 1: 1 real + 4 synthetic; class 2: synthetic only
+    syn = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+    w = settings.share_weights(y, syn, 0.25)
+    assert w[:3].tolist() == pytest.approx([1 / 3] * 3)  # a class with no synthetic image: uniform, total 1
+    assert w[3] == pytest.approx(0.75) and w[4:8].tolist() == pytest.approx([0.25 / 4] * 4)
+    assert w[8] == pytest.approx(1.0)  # only synthetic images: they carry the whole class
+    for c in range(3):  # every class drawn equally often
+        assert w[y == c].sum() == pytest.approx(1.0)
+    # the share the `synthetic` arm gets implicitly (by count: 4 of 5) gives 1 / class count, its own weights
+    assert settings.share_weights(y, syn, 0.8)[3:8].tolist() == pytest.approx([0.2] * 5)
+
+
+def test_fill_share_arms_are_part_of_a_finished_job_and_of_its_table(tmp_path):
+    argv = ["imbalanced", "--fill-shares", "0.5", "0.2"]
+    opts = settings.options(settings.parser().parse_args(argv))
+    arms = settings.arms_of("imbalanced", opts)
+    assert arms[-2:] == ["synthetic@0.5", "synthetic@0.2"]
+    job = fake_job("imbalanced", 20, 0, dict.fromkeys(arms[:-1], 0.8))
+    job["options"] = opts
+    write_jobs(tmp_path, "imbalanced", [job])
+    path = tmp_path / "imbalanced" / "jobs" / "imbalanced_k20_s0.json"
+    assert not settings.job_done(path, "imbalanced")  # synthetic@0.2 missing: not finished
+    job["arms"]["synthetic@0.2"] = dict(job["arms"]["synthetic"], accuracy=0.9)
+    write_jobs(tmp_path, "imbalanced", [job])
+    assert settings.job_done(path, "imbalanced")
+    settings.aggregate_setting("imbalanced", [20], [0], tmp_path, tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| synthetic@0.2 | 90.0 (1 seed) " in md and "| synthetic@0.5 | 80.0 (1 seed) " in md
+
+
+def test_an_imbalanced_job_with_fill_shares_and_the_kept_gan_checkpoint(tmp_path):
+    """One tiny imbalanced job: the GAN keeps its best class-fidelity checkpoint and the job samples from it; every
+    fill-share arm trains on the same filled set as `synthetic`."""
+    fake_fashion(tmp_path / "fashion", full_test=True)
+    argv = ["imbalanced", "--ks", "2", "--seeds", "0", "--data", str(tmp_path / "fashion"), "--work",
+            str(tmp_path / "work"), "--gan-steps", "2", "--clf-steps", "3", "--m", "3", "--target", "5",
+            "--gan-oversample", "6", "--filter-threshold", "0.0", "--gan-keep-best", "1", "--fill-shares", "0.5",
+            *TINY_GAN, "callbacks.class_fidelity.classifier_steps=3", "callbacks.class_fidelity.per_class=2"]
+    res = settings.run_job(settings.parser().parse_args(argv), "imbalanced", 2, 0)
+    assert res["gan_checkpoint"]["file"] == "best_class_fidelity.ckpt"
+    assert res["gan_checkpoint"]["global_step"] in (1, 2)  # a generator step the callback scored
+    arms = res["arms"]
+    assert sum(res["synthetic_counts"]) == 3 * (5 - 2)  # three minority classes filled from 2 to 5
+    assert arms["synthetic@0.5"]["n_train"] == arms["synthetic"]["n_train"] == arms["oversample+classic"]["n_train"] + 9

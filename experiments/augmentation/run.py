@@ -142,14 +142,14 @@ def real_subset(dm, k: int, seed: int):
     return np.asarray(dm.split_images("train"))[idx], y[idx]
 
 
-def write_fashion_subset(sub: Path, x, y, x_test, y_test) -> None:
+def write_fashion_subset(sub: Path, x, y, x_test, y_test, n_test: int | None = 10) -> None:
     """Training images ``x`` (uint8 ``(N, 1, 28, 28)``) and labels ``y`` as Fashion-MNIST IDX files in ``sub`` (what
-    ``ganlab.train`` reads), with the first 10 test images as its test split."""
+    ``ganlab.train`` reads), with the first ``n_test`` test images (None: all) as its test split."""
     sub.mkdir(parents=True, exist_ok=True)
     write_idx(sub / "train-images-idx3-ubyte.gz", x[:, 0])
     write_idx(sub / "train-labels-idx1-ubyte.gz", y)
-    write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:10, 0])
-    write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:10])
+    write_idx(sub / "t10k-images-idx3-ubyte.gz", x_test[:n_test, 0])
+    write_idx(sub / "t10k-labels-idx1-ubyte.gz", y_test[:n_test])
 
 
 def celeba_subset(root: Path, sub: Path, k: int, seed: int) -> int:
@@ -179,10 +179,13 @@ def job_name(task: str, k: int, seed: int) -> str:
     return TASKS[task]["job"].format(k=k, seed=seed)
 
 
-def train_gan(work: Path, data_dir: Path, seed: int, steps: int, experiment: str, gan_overrides: list[str]) -> Path:
+def train_gan(work: Path, data_dir: Path, seed: int, steps: int, experiment: str, gan_overrides: list[str],
+              keep_best: int = 0) -> Path:
     """Train the cGAN ``experiment`` on the data set in ``data_dir`` (Fashion-MNIST IDX / CelebA layout) with
-    ``ganlab.train`` into ``work/gan``; returns ``work/gan/checkpoints/last.ckpt``. A run stopped by a signal
-    exits instead of returning a half-trained checkpoint."""
+    ``ganlab.train`` into ``work/gan``; returns ``work/gan/checkpoints/last.ckpt``. With ``keep_best`` = N the
+    class_fidelity callback scores the EMA generator every N steps (its label classifier trained on the same
+    data) and keeps ``best_class_fidelity.ckpt`` beside it. A run stopped by a signal exits instead of
+    returning a half-trained checkpoint."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
@@ -193,7 +196,10 @@ def train_gan(work: Path, data_dir: Path, seed: int, steps: int, experiment: str
         f"experiment={experiment}", f"data.root={data_dir}",
         f"data.cache_dir={work / 'cache'}", "data.num_workers=1",
         f"generator_steps={steps}", f"seed={seed}", f"sample_every={max(steps // 4, 1)}",
-        f"checkpoint_every={steps}", "trainer.accelerator=cpu", "callbacks=[model_checkpoint,sample_grid]",
+        f"checkpoint_every={steps}", "trainer.accelerator=cpu",
+        *(["callbacks=[model_checkpoint,sample_grid,class_fidelity]", "callbacks.class_fidelity.save_best=true",
+           f"callbacks.class_fidelity.every_n_steps={keep_best}"] if keep_best
+          else ["callbacks=[model_checkpoint,sample_grid]"]),
         "logger=[]", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
         f"paths.root_dir={work}", f"paths.output_dir={work / 'gan'}", f"paths.cache_dir={work / 'cache'}",
         *gan_overrides,

@@ -67,10 +67,15 @@ SETTINGS = {
                                              "synthetic+class-balanced"],
                    "classic": ["oversample+classic", "class-balanced"],
                    "metrics": ["accuracy", "balanced_accuracy", "minority_recall"],
-                   "options": ["minority", "target", "gan_oversample", "beta"]},
+                   "options": ["minority", "target", "gan_oversample", "beta", "fill_shares"]},
 }
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                 "minority_recall": "mean minority-class recall"}
+
+
+def arms_of(setting: str, opts: dict) -> list[str]:
+    """The setting's arms, plus imbalanced's ``synthetic@S`` for every ``--fill-shares`` S."""
+    return SETTINGS[setting]["arms"] + [f"synthetic@{s:g}" for s in opts.get("fill_shares") or []]
 
 
 # -- the splits and weights ------------------------------------------------------------------------------
@@ -116,6 +121,21 @@ def class_balanced_weights(counts, beta: float):
     n = np.asarray(counts, dtype=np.float64)
     w = (1.0 - beta) / (1.0 - np.power(beta, n))
     return w * len(n) / w.sum()
+
+
+def share_weights(y, synthetic, share: float):
+    """Class-balanced sampling weights over a filled set (``synthetic``: a boolean mask), every class drawn
+    equally often; within a class holding both kinds, synthetic images get ``share`` of its draws and the
+    real ones the rest (uniform within each kind)."""
+    import numpy as np
+
+    y, synthetic = np.asarray(y), np.asarray(synthetic, dtype=bool)
+    w = np.zeros(len(y))
+    for c in np.unique(y):
+        real, syn = (y == c) & ~synthetic, (y == c) & synthetic
+        s = share if real.any() and syn.any() else float(syn.any())
+        w[real], w[syn] = (1 - s) / max(real.sum(), 1), s / max(syn.sum(), 1)
+    return w
 
 
 def recall_metrics(rep: dict, class_names, minority=()) -> dict:
@@ -167,7 +187,9 @@ class Job:
         import shutil
 
         ckpt, stamp = self.dir / "gan" / "checkpoints" / "last.ckpt", self.dir / "gan_data.sha256"
-        h = hashlib.sha256(json.dumps([self.args.gan, self.args.gan_override, self.args.gan_steps]).encode())
+        a = self.args
+        h = hashlib.sha256(json.dumps([a.gan, a.gan_override, a.gan_steps] + ([a.gan_keep_best] if a.gan_keep_best
+                                                                               else [])).encode())
         h.update(np.ascontiguousarray(x).tobytes())
         h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
         if ckpt.exists() and (not stamp.exists() or stamp.read_text() != h.hexdigest()):
@@ -175,12 +197,22 @@ class Job:
         if not ckpt.exists():
             t = time.perf_counter()
             stamp.unlink(missing_ok=True)
-            write_fashion_subset(self.dir / "fashion-subset", x, y, *self.test)
-            train_gan(self.dir, self.dir / "fashion-subset", self.seed, self.args.gan_steps, self.args.gan,
-                      self.args.gan_override)
+            # with --gan-keep-best the class_fidelity callback reads its label classifier's per-class accuracy (the
+            # reference of worst_gap, a constant per class) on the GAN data's test split: all real test images
+            write_fashion_subset(self.dir / "fashion-subset", x, y, *self.test, n_test=None if a.gan_keep_best else 10)
+            train_gan(self.dir, self.dir / "fashion-subset", self.seed, a.gan_steps, a.gan, a.gan_override,
+                      keep_best=a.gan_keep_best)
             stamp.write_text(h.hexdigest())
             self.result["seconds"]["gan_train"] = round(time.perf_counter() - t, 1)
         self.result["gan_images"] = {"n": len(y), "per_class": np.bincount(y, minlength=len(self.names)).tolist()}
+        best = ckpt.with_name("best_class_fidelity.ckpt")
+        if a.gan_keep_best and best.exists():  # the checkpoint the class_fidelity callback kept
+            import torch
+
+            step = torch.load(best, map_location="cpu", weights_only=False).get("global_step")
+            self.result["gan_checkpoint"] = {"file": best.name, "global_step": step}
+            return best
+        self.result["gan_checkpoint"] = {"file": ckpt.name}
         return ckpt
 
     def synthetic(self, ckpt, clf, per_class):
@@ -283,6 +315,9 @@ def imbalanced_job(job: Job) -> None:
     job.arm("synthetic", xu, yu_t, minority, sample_weights=1.0 / np.bincount(yu, minlength=K)[yu])
     job.arm("synthetic+class-balanced", xu, yu_t, minority,
             class_weights=class_balanced_weights(np.bincount(yu, minlength=K), a.beta))
+    is_syn = np.arange(len(yu)) >= len(y)
+    for share in a.fill_shares or []:  # the filled classes' synthetic images at a fixed share of their draws
+        job.arm(f"synthetic@{share:g}", xu, yu_t, minority, sample_weights=share_weights(yu, is_syn, share))
 
 
 JOBS = {"few-labels": few_labels_job, "imbalanced": imbalanced_job}
@@ -308,7 +343,10 @@ def job_name(setting: str, k: int, seed: int) -> str:
 
 def job_done(path: Path, setting: str) -> bool:
     """A job file with a result (or a recorded reason for none) for every arm of the setting."""
-    return path.exists() and set(SETTINGS[setting]["arms"]) <= set(json.loads(path.read_text()).get("arms", {}))
+    if not path.exists():
+        return False
+    job = json.loads(path.read_text())
+    return set(arms_of(setting, job.get("options", {}))) <= set(job.get("arms", {}))
 
 
 def pending(setting: str, ks, seeds, jobs_dir: Path, fresh: bool = False) -> list[tuple[int, int]]:
@@ -345,8 +383,8 @@ def finished_with_other_options(args, ks, jobs_dir: Path) -> list[str]:
     return out
 
 
-COMMON_OPTIONS = ["gan", "gan_override", "gan_steps", "clf_steps", "m", "filter_threshold", "min_acceptance",
-                  "soft_labels"]
+COMMON_OPTIONS = ["gan", "gan_override", "gan_steps", "gan_keep_best", "clf_steps", "m", "filter_threshold",
+                  "min_acceptance", "soft_labels"]
 
 
 def options(args) -> dict:
@@ -362,10 +400,11 @@ def aggregate(setting: str, jobs: list[dict]) -> dict:
     rows = []
     for k in sorted({j["k"] for j in jobs}):
         js = sorted((j for j in jobs if j["k"] == k), key=lambda j: j["seed"])
-        ran = [a for a in spec["arms"] if all("accuracy" in j["arms"].get(a, {}) for j in js)]
+        arms = arms_of(setting, js[0]["options"])
+        ran = [a for a in arms if all("accuracy" in j["arms"].get(a, {}) for j in js)]
         row = {"k": k, "seeds": [j["seed"] for j in js], "metrics": {}, "baseline": {}, "gain": {},
                "not_run": {a: sorted({j["arms"].get(a, {}).get("not_run", "missing") for j in js})
-                           for a in spec["arms"] if a not in ran}}
+                           for a in arms if a not in ran}}
         for m in spec["metrics"]:
             row["metrics"][m] = {a: ci95([j["arms"][a][m] for j in js]) for a in ran}
             base = max((a for a in spec["classic"] if a in ran), key=lambda a: row["metrics"][m][a]["mean"])
@@ -400,7 +439,7 @@ def write_outputs(summary: dict, out: Path) -> None:
                   "| arm | " + " | ".join(METRIC_NAMES[m] for m in spec["metrics"]) + " | "
                   + " | ".join(f"gain, {METRIC_NAMES[m]}" for m in spec["metrics"]) + " |",
                   "| --- |" + " ---: |" * (2 * len(spec["metrics"]))]
-        for a in spec["arms"]:
+        for a in arms_of(setting, o):
             if a in r["not_run"]:
                 lines.append(f"| {a} | not run: {'; '.join(r['not_run'][a])} |" + " |" * (2 * len(spec["metrics"]) - 1))
                 continue
@@ -426,6 +465,8 @@ def write_outputs(summary: dict, out: Path) -> None:
         detail = (f"pseudo-labelled kept {j['pseudo']['kept']} of {j['pseudo']['pool']}, label accuracy "
                   f"{100 * j['pseudo']['label_accuracy']:.1f} %" if "pseudo" in j and j["pseudo"]["label_accuracy"]
                   is not None else f"minority: {', '.join(j['split']['minority_names'])}" if "split" in j else "")
+        if j.get("gan_checkpoint", {}).get("global_step") is not None:
+            detail += f"; GAN checkpoint kept at step {j['gan_checkpoint']['global_step']}"
         failed = j.get("filter", {}).get("failed")
         detail += f"; filter failed for {', '.join(failed)}" if failed else ""
         lines.append(f"| {job_name(setting, j['k'], j['seed'])} | {j['cpu_seconds']:.0f} | {j['wall_seconds']:.0f} | "
@@ -453,8 +494,9 @@ def gains_figure(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(spec["metrics"]), figsize=(4.5 * len(spec["metrics"]), 3.8), dpi=110,
                              squeeze=False)
     for ax, m in zip(axes[0], spec["metrics"]):
-        width = 0.8 / len(spec["arms"])
-        for i, a in enumerate(spec["arms"]):
+        arms = arms_of(summary["setting"], summary["options"])
+        width = 0.8 / len(arms)
+        for i, a in enumerate(arms):
             pts = [(x, r["gain"][m].get(a)) for x, r in enumerate(summary["rows"])]
             pts = [(x, g) for x, g in pts if g]
             if not pts:  # the baseline at every k (named under the k)
@@ -496,6 +538,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gan", default="cgan_fashion_strong", help="the cGAN experiment config")
     p.add_argument("--gan-override", nargs="*", default=GAN_OVERRIDES, help="Hydra overrides of the cGAN")
     p.add_argument("--gan-steps", type=int, default=2000)
+    p.add_argument("--gan-keep-best", type=int, default=0, metavar="N",
+                   help="score the GAN's class fidelity every N steps and sample from the best checkpoint (0: the last)")
     p.add_argument("--clf-steps", type=int, default=1500, help="classifier steps (batch 128) of every arm")
     p.add_argument("--m", type=int, default=500, help="few-labels: synthetic images per class; both: plain "
                    "samples per class for the GAN's label fidelity")
@@ -511,6 +555,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gan-oversample", type=int, default=2000,
                    help="imbalanced: the GAN's data repeats each minority class's images up to this many (0: no)")
     p.add_argument("--beta", type=float, default=0.9999, help="imbalanced: Cui et al.'s beta")
+    p.add_argument("--fill-shares", type=float, nargs="*", default=[], metavar="S",
+                   help="imbalanced: one more arm per S, synthetic@S: the filled set sampled class-balanced with the "
+                        "synthetic images at share S of their class's draws (the real ones 1 - S)")
     p.add_argument("--jobs", type=int, default=1, help="jobs run in parallel (subprocesses)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job")
     p.add_argument("--data", default=None, help="the Fashion-MNIST folder (default: $GANLAB_DATA/fashion-mnist)")
