@@ -281,7 +281,8 @@ def test_an_imbalanced_job_with_fill_shares_and_the_kept_gan_checkpoint(tmp_path
             *TINY_GAN, "callbacks.class_fidelity.classifier_steps=3", "callbacks.class_fidelity.per_class=2"]
     res = settings.run_job(settings.parser().parse_args(argv), "imbalanced", 2, 0)
     assert res["gan_checkpoint"]["file"] == "best_class_fidelity.ckpt"
-    assert res["gan_checkpoint"]["global_step"] in (1, 2)  # a generator step the callback scored
+    kept = json.loads((tmp_path / "work" / "imbalanced" / "imbalanced_k2_s0" / "gan" / "class_fidelity.json").read_text())
+    assert res["gan_checkpoint"]["generator_step"] == kept["best"]["generator_step"] in (1, 2)  # a step it scored
     arms = res["arms"]
     assert sum(res["synthetic_counts"]) == 3 * (5 - 2)  # three minority classes filled from 2 to 5
     assert arms["synthetic@0.5"]["n_train"] == arms["synthetic"]["n_train"] == arms["oversample+classic"]["n_train"] + 9

@@ -206,11 +206,10 @@ class Job:
             self.result["seconds"]["gan_train"] = round(time.perf_counter() - t, 1)
         self.result["gan_images"] = {"n": len(y), "per_class": np.bincount(y, minlength=len(self.names)).tolist()}
         best = ckpt.with_name("best_class_fidelity.ckpt")
-        if a.gan_keep_best and best.exists():  # the checkpoint the class_fidelity callback kept
-            import torch
-
-            step = torch.load(best, map_location="cpu", weights_only=False).get("global_step")
-            self.result["gan_checkpoint"] = {"file": best.name, "global_step": step}
+        if a.gan_keep_best and best.exists():  # the checkpoint the class_fidelity callback kept (its record)
+            kept = json.loads((self.dir / "gan" / "class_fidelity.json").read_text())["best"]
+            self.result["gan_checkpoint"] = {"file": best.name, "generator_step": kept["generator_step"],
+                                             "worst_gap": kept["worst_gap"]}
             return best
         self.result["gan_checkpoint"] = {"file": ckpt.name}
         return ckpt
@@ -465,8 +464,11 @@ def write_outputs(summary: dict, out: Path) -> None:
         detail = (f"pseudo-labelled kept {j['pseudo']['kept']} of {j['pseudo']['pool']}, label accuracy "
                   f"{100 * j['pseudo']['label_accuracy']:.1f} %" if "pseudo" in j and j["pseudo"]["label_accuracy"]
                   is not None else f"minority: {', '.join(j['split']['minority_names'])}" if "split" in j else "")
-        if j.get("gan_checkpoint", {}).get("global_step") is not None:
-            detail += f"; GAN checkpoint kept at step {j['gan_checkpoint']['global_step']}"
+        kept = j.get("gan_checkpoint", {})
+        if "generator_step" in kept:
+            detail += f"; GAN checkpoint kept at generator step {kept['generator_step']}"
+        elif "global_step" in kept:  # files written before generator_step was recorded: optimizer steps, D + G
+            detail += f"; GAN checkpoint kept at global step {kept['global_step']} (D and G optimizer steps)"
         failed = j.get("filter", {}).get("failed")
         detail += f"; filter failed for {', '.join(failed)}" if failed else ""
         lines.append(f"| {job_name(setting, j['k'], j['seed'])} | {j['cpu_seconds']:.0f} | {j['wall_seconds']:.0f} | "
