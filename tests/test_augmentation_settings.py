@@ -286,3 +286,15 @@ def test_an_imbalanced_job_with_fill_shares_and_the_kept_gan_checkpoint(tmp_path
     arms = res["arms"]
     assert sum(res["synthetic_counts"]) == 3 * (5 - 2)  # three minority classes filled from 2 to 5
     assert arms["synthetic@0.5"]["n_train"] == arms["synthetic"]["n_train"] == arms["oversample+classic"]["n_train"] + 9
+
+
+def test_kshot_gains_are_paired_over_the_stronger_classic_arm():
+    import run
+
+    accs = [{"real": 0.80, "real+classic": 0.77, "real+classic+synth 0.25": 0.78},
+            {"real": 0.79, "real+classic": 0.78, "real+classic+synth 0.25": 0.81}]
+    base, gains = run.gains_over_stronger_classic([{"accuracy": a} for a in accs])
+    assert base == "real"  # mean 79.5 > 77.5
+    assert gains["real+classic+synth 0.25"]["mean"] == pytest.approx(((0.78 - 0.80) + (0.81 - 0.79)) / 2)
+    assert gains["real+classic"]["mean"] == pytest.approx(-0.02)
+    assert "real" not in gains and "synth only (CAS)" not in gains  # arms the jobs lack are left out
