@@ -15,7 +15,9 @@ Fashion-MNIST, one command per setting; jobs are (setting, k, seed), each a subp
   the inverse effective number of samples, Cui et al. 2019), ``synthetic`` (each minority class filled
   up to ``--target`` images with synthetic images that the ``oversample+classic`` classifier reads as
   their class with probability >= ``--filter-threshold``, then sampled class-balanced like
-  ``oversample+classic``), ``synthetic+class-balanced`` (the filled set with Cui's loss weights).
+  ``oversample+classic``), ``synthetic+class-balanced`` (the filled set with Cui's loss weights), and with
+  ``--fill-shares S ...`` one ``synthetic@S`` per S (the filled set, the synthetic images at share S of their
+  class's draws). ``--gan-keep-best N`` samples from the GAN's best class-fidelity checkpoint.
 
 Every arm: the same classifier (CompactCNN, ``--clf-steps`` of batch 128, classic augmentation = flips +
 2-px translations, same seed), scored on the 10,000 real test images: accuracy, balanced accuracy, and
