@@ -164,7 +164,7 @@ def test_tables_are_written_from_the_results_files_only(tmp_path):
 def fake_fashion(root: Path, per_class: int = 12, seed: int = 0, full_test: bool = False) -> None:
     """A Fashion-MNIST-shaped data set in its IDX layout: class c is a bright square at a class-specific place
     (test split: its first 10 images, or with ``full_test`` all of them, so every class has a recall)."""
-    from run import write_fashion_subset, write_idx
+    from run import write_fashion_subset
 
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(10), per_class)
@@ -172,10 +172,7 @@ def fake_fashion(root: Path, per_class: int = 12, seed: int = 0, full_test: bool
     for i, c in enumerate(y):
         r, col = divmod(int(c), 5)
         x[i, 0, 2 + 12 * r : 12 + 12 * r, 1 + 5 * col : 6 + 5 * col] = 230
-    write_fashion_subset(root, x, y, x, y)
-    if full_test:
-        write_idx(root / "t10k-images-idx3-ubyte.gz", x[:, 0])
-        write_idx(root / "t10k-labels-idx1-ubyte.gz", y)
+    write_fashion_subset(root, x, y, x, y, n_test=None if full_test else 10)
 
 
 TINY_GAN = ["--gan-override", "model.generator.base_width=8", "model.discriminator.base_width=8",
