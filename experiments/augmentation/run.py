@@ -64,6 +64,10 @@ ARMS = {
     # the recipe variant: fewer, DRS-selected synthetic images (added after the first grid; trained for the
     # finished jobs from their saved images)
     "real+classic+selected 0.1": (True, "selected", 0.1),
+    # synthetic images without classic augmentation: where flips + translations lower accuracy (k >= 50),
+    # `real` is the stronger baseline and these are the arms to compare with it
+    "real+synth 0.25": (False, "plain", 0.25),
+    "real+selected 0.1": (False, "selected", 0.1),
 }
 BASELINE = "real+classic"
 CLASSIC = ("real", "real+classic")  # the arms without synthetic images: the stronger one is the fair baseline
@@ -468,7 +472,7 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ks = [r["k"] for r in summary["rows"]]
-    for arm, marker in zip(ARMS, "osD^v<>xP*"):
+    for arm, marker in zip(ARMS, "osD^v<>xP*hd"):
         rs = [r for r in summary["rows"] if arm in r["accuracy"]]
         ax.errorbar([r["k"] for r in rs], [100 * r["accuracy"][arm]["mean"] for r in rs],
                     yerr=[100 * np.nan_to_num(r["accuracy"][arm]["ci95"]) for r in rs],
