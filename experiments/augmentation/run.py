@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import resource
@@ -472,7 +473,7 @@ def write_outputs(summary: dict, out: Path, work: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ks = [r["k"] for r in summary["rows"]]
-    for arm, marker in zip(ARMS, "osD^v<>xP*hd"):
+    for arm, marker in zip(ARMS, itertools.cycle("osD^v<>xP*hd")):  # cycle: a new arm is never left off the plot
         rs = [r for r in summary["rows"] if arm in r["accuracy"]]
         ax.errorbar([r["k"] for r in rs], [100 * r["accuracy"][arm]["mean"] for r in rs],
                     yerr=[100 * np.nan_to_num(r["accuracy"][arm]["ci95"]) for r in rs],
