@@ -1,6 +1,7 @@
 """Why does one conditional recipe collapse each class to one shape? Controlled runs on all of
-Fashion-MNIST: train ``experiment`` at the CPU width with extra overrides (one change at a time),
-then score the raw and the EMA generator per class:
+Fashion-MNIST (or, ``--task celeba-smiling``, on the 4,560 train faces of the shared CelebA subset at
+32 px, the attribute Smiling as two classes): train ``experiment`` at the CPU width with extra
+overrides (one change at a time), then score the raw and the EMA generator per class:
 
 * label fidelity: the share of the images generated for class c that the label classifier (the
   compact CNN of :mod:`ganlab.metrics.classifier`, trained on the 60,000 real training images)
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -30,15 +30,16 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent / "augmentation"))
+from run import data_root, full_datamodule  # noqa: E402  (the tasks' data, as the synthetic-data study reads them)
+
 CPU_WIDTH = ["model.generator.base_width=32", "model.discriminator.base_width=32", "model.generator.z_dim=64"]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("GANLAB_DATA") or REPO.parent / "shared" / "data") / "fashion-mnist"
+# what makes a task's runs CPU-sized beyond the widths (the experiment itself picks the data and labels)
+TASK_OVERRIDES = {"fashion-mnist": [], "celeba-smiling": ["data.resolution=32"]}
 
 
 def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int, keep_best: int = 0,
-          classifier: tuple[Path, int] | None = None) -> float:
+          classifier: tuple[Path, int] | None = None, task: str = "fashion-mnist") -> float:
     """``ganlab.train`` with only the checkpoint callback (a checkpoint every ``every`` steps), plus,
     with ``keep_best`` = N, the class_fidelity callback every N steps keeping best_class_fidelity.ckpt
     (its classifier: ``classifier`` = (cache folder, training steps), the one scoring uses);
@@ -49,7 +50,7 @@ def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int
         callbacks = ["callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.save_best=true",
                      f"callbacks.class_fidelity.every_n_steps={keep_best}", f"callbacks.class_fidelity.cache_dir={cache}",
                      f"callbacks.class_fidelity.classifier_steps={clf_steps}"]
-    cmd = [sys.executable, "-m", "ganlab.train", *CPU_WIDTH, f"generator_steps={steps}", f"seed={seed}",
+    cmd = [sys.executable, "-m", "ganlab.train", *CPU_WIDTH, *TASK_OVERRIDES[task], f"generator_steps={steps}", f"seed={seed}",
            "trainer.accelerator=cpu", *callbacks, "logger=csv", f"checkpoint_every={every}",
            f"hydra.run.dir={run_dir}", "data.num_workers=0", *overrides]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,25 +59,21 @@ def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def scoring_setup(work: Path, classifier_steps: int):
+def scoring_setup(work: Path, classifier_steps: int, task: str = "fashion-mnist"):
     """The label classifier (cached), its report, the real training images and labels, the class names."""
-    from ganlab.data.datamodule import GANDataModule
-    from ganlab.data.sources import FashionMNIST
     from ganlab.metrics.classifier import get_label_classifier
 
-    dm = GANDataModule(source=FashionMNIST, root=str(data_root()), resolution=28, channels=1, labels="class",
-                       cache_dir=str(work / "cache" / "data"), num_workers=0)
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = full_datamodule(data_root(None, task), work / "cache", task)
     clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"),
                                      steps=classifier_steps)
     return clf, info, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
 
 
-def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int) -> dict:
+def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int,
+          task: str = "fashion-mnist") -> dict:
     import ganlab
 
-    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps)
+    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task)
     labels = np.repeat(np.arange(len(names)), per_class)
     out = {"classifier_real_test": info.get("real_heldout", {}).get("per_class"), "classifier_steps": classifier_steps}
     def raw_and_ema(ckpt: Path) -> dict:
@@ -97,12 +94,13 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
     return out
 
 
-def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, noise_seed: int) -> dict:
+def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, noise_seed: int,
+            task: str = "fashion-mnist") -> dict:
     """The EMA generator of the kept checkpoint (best_class_fidelity.ckpt, else last.ckpt) scored again on
     noise it was not selected on (``noise_seed``, ``per_class`` images per class)."""
     import ganlab
 
-    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps)
+    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task)
     ckpt = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
     ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     gan = ganlab.load(ckpt, device="cpu")
@@ -175,6 +173,9 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=sorted(TASK_OVERRIDES), default="fashion-mnist",
+                   help="all of Fashion-MNIST, or the CelebA subset's train faces at 32 px with Smiling as 2 classes "
+                        "(give the experiment too, e.g. experiment=cgan_celeba_faithful)")
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="also score the raw and EMA generators of a checkpoint every N steps (the last 3 are kept; default: the last only)")
@@ -199,14 +200,14 @@ def main() -> None:
 
         for ckpt in ("last", "best_class_fidelity"):
             if (run_dir / "checkpoints" / f"{ckpt}.ckpt").is_file():
-                save_grid(ganlab.load(run_dir / "checkpoints" / f"{ckpt}.ckpt", device="cpu"), 10,
-                          run_dir / f"samples_{ckpt.split('_')[0]}_ema.png")
+                gan = ganlab.load(run_dir / "checkpoints" / f"{ckpt}.ckpt", device="cpu")
+                save_grid(gan, gan.num_classes, run_dir / f"samples_{ckpt.split('_')[0]}_ema.png")
         return
     every = args.checkpoint_every or args.steps
     record = run_dir / "diagnosis.json"
     if args.recheck is not None:
         result = json.loads(record.read_text())
-        again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck)
+        again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck, args.task)
         key = (again["noise_seed"], again["per_class"], again["classifier_steps"])
         result["rechecks"] = [r for r in result.get("rechecks", [])
                               if (r["noise_seed"], r["per_class"], r["classifier_steps"]) != key] + [again]
@@ -214,14 +215,14 @@ def main() -> None:
         return
     if args.score_only:  # rescore a trained variant: keep what trained it
         result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
-                                                                                    "overrides", "train_cpu_s")}
+                                                                                    "overrides", "train_cpu_s", "task")}
     else:
         cpu = train(run_dir, args.steps, args.overrides, args.seed, every, args.keep_best,
-                    (args.work / "cache" / "classifier", args.classifier_steps))
-        result = {"name": args.name, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
+                    (args.work / "cache" / "classifier", args.classifier_steps), args.task)
+        result = {"name": args.name, "task": args.task, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
                   "keep_best": args.keep_best, "train_cpu_s": round(cpu, 1)}
     t0 = time.process_time()
-    result.update(score(run_dir, args.work, args.per_class, args.classifier_steps, every, args.steps))
+    result.update(score(run_dir, args.work, args.per_class, args.classifier_steps, every, args.steps, args.task))
     result["score_cpu_s"] = round(time.process_time() - t0, 1)
     record.write_text(json.dumps(result, indent=1) + "\n")
     for g in ("raw", "ema"):
