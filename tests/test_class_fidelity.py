@@ -78,7 +78,7 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert [h["generator_step"] for h in record["history"]] == [2, 4]
     last = record["history"][-1]
-    assert set(last) == {"generator_step", "worst_gap", *names}
+    assert set(last) == {"generator_step", "worst_gap", "min_variety", *names}
     # worst_gap: min over classes of fidelity minus the classifier's accuracy on that class's real test images
     real = record["real_accuracy"]
     assert set(real) == set(names)
@@ -92,7 +92,7 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     assert (run / "class_fidelity.png").stat().st_size > 0
     logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"class_fidelity/{n}" in logged for n in names) and "class_fidelity/min" in logged
-    assert "class_fidelity/worst_gap" in logged
+    assert "class_fidelity/worst_gap" in logged and "class_variety/min" in logged
     # every class under the threshold is named in the step-4 warning
     low = [n for n in names if last[n] < 0.95]
     assert low, "a 4-step generator should not reach 95 % everywhere"
@@ -105,3 +105,53 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     gan = load_gan(run / "checkpoints" / "last.ckpt")
     again = ClassFidelity(per_class=6, cache_dir=str(tmp_path / "cache" / "classifier"), classifier_steps=30)
     assert again.measure(gan, dm, names) == {n: last[n] for n in names}
+
+
+def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recount(make_cfg, tmp_path):
+    """min_variety: an evaluation counts for best_class_fidelity.ckpt only when every class reaches it; the
+    logged min_variety is within_class_variety (standardized) of the callback's own images against the
+    class's real training images."""
+    from ganlab.callbacks.class_fidelity import ClassFidelity
+    from ganlab.models import load_gan
+
+    root = write_fashion_like(tmp_path / "fm")
+
+    def run(folder, floor):
+        cfg = make_cfg(folder, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
+                       "generator_steps=4", "checkpoint_every=4", "sample_every=2",
+                       "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
+                       "callbacks.class_fidelity.save_best=true", f"callbacks.class_fidelity.min_variety={floor}",
+                       f"callbacks.class_fidelity.cache_dir={tmp_path / 'clf'}",
+                       "callbacks.class_fidelity.classifier_steps=30", "logger=[]",
+                       "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", tiny=False)
+        train(cfg)
+        return cfg, folder / "run", json.loads((folder / "run" / "class_fidelity.json").read_text())
+
+    cfg, _, free = run(tmp_path / "a", 0.0)
+    varieties = [h["min_variety"] for h in free["history"]]
+    assert free["best"] is not None and all(0.0 < v < 5.0 for v in varieties)
+    # a floor between the two evaluations' varieties admits only the one above it
+    floor = (max(varieties) + min(varieties)) / 2 if max(varieties) > min(varieties) else max(varieties)
+    _, run_b, floored = run(tmp_path / "b", floor)
+    admitted = [h for h in floored["history"] if h["min_variety"] >= floor]
+    assert floored["best"]["generator_step"] == max(admitted, key=lambda h: h["worst_gap"])["generator_step"]
+    assert load_gan(run_b / "checkpoints" / "best_class_fidelity.ckpt").generator_step == floored["best"]["generator_step"]
+    # an unreachable floor keeps nothing
+    _, run_c, none = run(tmp_path / "c", 100.0)
+    assert none["best"] is None and not (run_c / "checkpoints" / "best_class_fidelity.ckpt").exists()
+    # recount: the same images, the same reference rows, the metric function
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    gan = load_gan(tmp_path / "a" / "run" / "checkpoints" / "last.ckpt")
+    names = list(dm.class_names)
+    cb = ClassFidelity(per_class=6)
+    images, labels = cb.samples(gan, len(names))
+    y = np.asarray(dm.split_labels("train"))
+    rows = np.sort(np.concatenate([np.random.default_rng(0).permutation(np.flatnonzero(y == c))[:1000]
+                                   for c in range(len(names))]))
+    by_hand = within_class_variety(images.numpy(), labels.numpy(), np.asarray(dm.split_images("train")[rows]),
+                                   y[rows], names, standardize=True)
+    assert free["history"][-1]["min_variety"] == pytest.approx(min(by_hand.values()))

@@ -11,6 +11,11 @@ asked for is
   recognisably as its real images; also in ``trainer.callback_metrics``);
 * with ``save_best``: the checkpoint of the best ``worst_gap`` so far kept as ``best_class_fidelity.ckpt``
   (a recipe whose class fidelity swings or collapses late keeps its most class-faithful state);
+  ``min_variety`` > 0 admits only evaluations whose every class reaches that shape variety (below), so a
+  generator that draws each class as one clearly recognisable image - 100 % fidelity, collapsed - is never kept;
+* the same images' shape variety per class (:func:`ganlab.metrics.classifier.within_class_variety`,
+  standardized, against up to ``variety_reference`` real training images of the class; 1 = as varied as
+  the real class, near 0 = one image repeated) logged as ``class_variety/min`` and ``/mean``;
 * kept in ``<run_dir>/class_fidelity.json`` (every evaluation) and plotted in ``class_fidelity.png``;
 * checked: a class below ``threshold`` gets a warning that names it ("class fidelity collapsed ...").
 
@@ -39,13 +44,18 @@ class ClassFidelity(L.Callback):
     def __init__(self, every_n_steps: int = 500, per_class: int = 50, threshold: float = 0.5, seed: int = 0,
                  at_train_end: bool = True, run_dir: str | None = None, cache_dir: str | None = None,
                  classifier_steps: int = 1500, log_prefix: str = "class_fidelity/", save_best: bool = False,
-                 best_ckpt_name: str = "best_class_fidelity.ckpt", dirpath: str | None = None) -> None:
+                 best_ckpt_name: str = "best_class_fidelity.ckpt", dirpath: str | None = None,
+                 min_variety: float = 0.0, variety_reference: int = 1000) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"ClassFidelity threshold is a share in [0, 1], got {threshold}")
+        if min_variety < 0.0:
+            raise ValueError(f"ClassFidelity min_variety is a ratio >= 0, got {min_variety}")
         self.every_n_steps, self.per_class, self.threshold = int(every_n_steps or 0), int(per_class), threshold
         self.seed, self.at_train_end, self.run_dir, self.cache_dir = seed, at_train_end, run_dir, cache_dir
         self.classifier_steps, self.log_prefix = classifier_steps, log_prefix
         self.save_best, self.best_ckpt_name, self.dirpath = save_best, best_ckpt_name, dirpath
+        self.min_variety, self.variety_reference = float(min_variety), int(variety_reference)
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None  # real training images / labels, per class
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"generator_step", "worst_gap", "ckpt_path"}
         self._classifier = None
@@ -69,21 +79,29 @@ class ClassFidelity(L.Callback):
         names = list(dm.class_names)
         record = None
         if trainer.is_global_zero:
-            fidelity = self.measure(pl_module, dm, names)
+            images, labels = self.samples(pl_module, len(names))
+            fidelity = self.read(pl_module, dm, images, labels, names)
+            variety = self.variety(dm, images, labels, names)
             found = worst_fidelity_gap(fidelity, self._real_accuracy)
-            record = {"fidelity": fidelity, "worst_gap": None if found is None else found[0]}
+            record = {"fidelity": fidelity, "worst_gap": None if found is None else found[0],
+                      "min_variety": min(variety.values()) if variety else None,
+                      "mean_variety": float(np.mean(list(variety.values()))) if variety else None}
         if trainer.world_size > 1:  # every rank takes part in saving the best checkpoint
             record = trainer.strategy.broadcast(record, src=0)
-        fidelity, gap = record["fidelity"], record["worst_gap"]
-        entry = {"generator_step": step, **fidelity, **({"worst_gap": gap} if gap is not None else {})}
+        fidelity, gap, min_variety = record["fidelity"], record["worst_gap"], record["min_variety"]
+        entry = {"generator_step": step, **fidelity, **({"worst_gap": gap} if gap is not None else {}),
+                 **({"min_variety": min_variety} if min_variety is not None else {})}
         self.history.append(entry)
         values = {f"{self.log_prefix}{n}": v for n, v in fidelity.items()}
         values[f"{self.log_prefix}min"] = min(fidelity.values())
         values[f"{self.log_prefix}mean"] = float(np.mean(list(fidelity.values())))
+        if min_variety is not None:
+            values["class_variety/min"], values["class_variety/mean"] = min_variety, record["mean_variety"]
         if gap is not None:
             values[f"{self.log_prefix}worst_gap"] = gap
             trainer.callback_metrics[f"{self.log_prefix}worst_gap"] = torch.tensor(gap)
-        if gap is not None and (self.best is None or gap > self.best["worst_gap"]):
+        varied = self.min_variety <= 0.0 or (min_variety is not None and min_variety >= self.min_variety)
+        if gap is not None and varied and (self.best is None or gap > self.best["worst_gap"]):
             path = os.path.join(self._ckpt_dir(trainer), self.best_ckpt_name) if self.save_best else None
             self.best = {"generator_step": step, "worst_gap": gap, "ckpt_path": path}
             if path:
@@ -107,8 +125,21 @@ class ClassFidelity(L.Callback):
 
     def measure(self, pl_module, dm, names: list[str]) -> dict[str, float]:
         """``{class: share of its fixed-noise EMA samples the label classifier reads as it}``."""
-        from ganlab.metrics.classifier import get_label_classifier, per_class_fidelity
+        return self.read(pl_module, dm, *self.samples(pl_module, len(names)), names)
+
+    def samples(self, pl_module, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``per_class`` uint8 EMA images of every class from the fixed noise of ``seed``, and their classes."""
         from ganlab.utils.pixels import to_uint8
+
+        labels = torch.arange(num_classes, device=pl_module.device).repeat_interleave(self.per_class)
+        z = torch.randn(len(labels), pl_module.z_dim, generator=torch.Generator().manual_seed(self.seed))
+        images = torch.cat([to_uint8(pl_module.sample(zb.to(pl_module.device), yb))
+                            for zb, yb in zip(z.split(256), labels.split(256))])
+        return images, labels
+
+    def read(self, pl_module, dm, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict[str, float]:
+        """The label classifier (trained on first use, then from its disk cache) reads ``images``."""
+        from ganlab.metrics.classifier import get_label_classifier, per_class_fidelity
 
         if self._classifier is None:
             with torch.enable_grad():  # trained on first use (then cached on disk)
@@ -116,11 +147,24 @@ class ClassFidelity(L.Callback):
                                                               steps=self.classifier_steps)
             per = (info.get("real_heldout") or {}).get("per_class") or {}
             self._real_accuracy = {n: float(per[n]["accuracy"]) for n in names if n in per}
-        labels = torch.arange(len(names), device=pl_module.device).repeat_interleave(self.per_class)
-        z = torch.randn(len(labels), pl_module.z_dim, generator=torch.Generator().manual_seed(self.seed))
-        images = torch.cat([to_uint8(pl_module.sample(zb.to(pl_module.device), yb))
-                            for zb, yb in zip(z.split(256), labels.split(256))])
         return per_class_fidelity(self._classifier, images, labels.cpu().numpy(), names)
+
+    def variety(self, dm, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict[str, float]:
+        """Shape variety per class against up to ``variety_reference`` real training images of each class
+        (drawn once with a fixed seed); ``{}`` when the data module has no labelled training split."""
+        from ganlab.metrics.classifier import within_class_variety
+
+        if self._reference is None:
+            real_y = dm.split_labels("train") if hasattr(dm, "split_labels") else None
+            if real_y is None:
+                return {}
+            real_y = np.asarray(real_y)
+            rng = np.random.default_rng(self.seed)
+            rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(real_y == c))[:self.variety_reference]
+                                           for c in range(len(names))]))
+            self._reference = (np.asarray(dm.split_images("train")[rows]), real_y[rows])
+        return within_class_variety(images.cpu().numpy(), labels.cpu().numpy(), *self._reference, names,
+                                    standardize=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": list(self.history), "last_step": self._last_step, "best": self.best}
