@@ -177,7 +177,8 @@ class ClassFidelity(L.Callback):
 
 
 def plot_history(history: list[dict[str, Any]], names: list[str], threshold: float, path: str) -> None:
-    """One line per class: fidelity against the generator step, the warning threshold dashed."""
+    """One line per class: fidelity against the generator step, the warning threshold dashed; where
+    recorded, the lowest class's shape variety in black on its own axis (right)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -190,6 +191,10 @@ def plot_history(history: list[dict[str, Any]], names: list[str], threshold: flo
     ax.axhline(100 * threshold, color="grey", linestyle="--", linewidth=1)
     ax.set(xlabel="generator step", ylabel="label fidelity (%)", ylim=(-2, 102), title="per-class label fidelity")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
+    if any("min_variety" in h for h in history):
+        right = ax.twinx()
+        right.plot(steps, [h.get("min_variety", np.nan) for h in history], color="black", linestyle=":", marker="x")
+        right.set(ylabel="shape variety, lowest class (black)", ylim=(0, max(1.0, *(h.get("min_variety", 0) for h in history))))
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
