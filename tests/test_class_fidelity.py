@@ -117,17 +117,18 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     root = write_fashion_like(tmp_path / "fm")
 
     def run(folder, floor):
+        callback = [] if floor is None else [
+            "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
+            "callbacks.class_fidelity.save_best=true", f"callbacks.class_fidelity.min_variety={floor}",
+            f"callbacks.class_fidelity.cache_dir={tmp_path / 'clf'}", "callbacks.class_fidelity.classifier_steps=30"]
         cfg = make_cfg(folder, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
                        "generator_steps=4", "checkpoint_every=4", "sample_every=2",
-                       "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
-                       "callbacks.class_fidelity.save_best=true", f"callbacks.class_fidelity.min_variety={floor}",
-                       f"callbacks.class_fidelity.cache_dir={tmp_path / 'clf'}",
-                       "callbacks.class_fidelity.classifier_steps=30", "logger=[]",
+                       *(callback or ["callbacks=[model_checkpoint]"]), "logger=[]",
                        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", tiny=False)
         train(cfg)
-        return cfg, folder / "run", json.loads((folder / "run" / "class_fidelity.json").read_text())
+        return cfg, folder / "run", None if floor is None else json.loads((folder / "run" / "class_fidelity.json").read_text())
 
-    cfg, _, free = run(tmp_path / "a", 0.0)
+    cfg, _, free = run(tmp_path / "a", 0.0)  # the classifier trains here, on first use (it seeds torch)
     varieties = [h["min_variety"] for h in free["history"]]
     assert free["best"] is not None and all(0.0 < v < 5.0 for v in varieties)
     # a floor between the two evaluations' varieties admits only the one above it
@@ -139,6 +140,12 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     # an unreachable floor keeps nothing
     _, run_c, none = run(tmp_path / "c", 100.0)
     assert none["best"] is None and not (run_c / "checkpoints" / "best_class_fidelity.ckpt").exists()
+    # the callback never moves the run's random stream: the classifier trained on first use (a), loaded from its
+    # cache (c), or no callback at all end with the same generator
+    _, run_d, _ = run(tmp_path / "d", None)
+    weights = [load_gan(r / "checkpoints" / "last.ckpt").generator.state_dict()
+               for r in (tmp_path / "a" / "run", run_c, run_d)]
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
     # recount: the same images, the same reference rows, the metric function
     import hydra
 

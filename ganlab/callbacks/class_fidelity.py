@@ -36,6 +36,7 @@ import torch
 
 from ganlab.metrics.classifier import warn_collapsed, worst_fidelity_gap
 from ganlab.metrics.results import write_json
+from ganlab.utils.device import untouched_rng
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ class ClassFidelity(L.Callback):
         names = list(dm.class_names)
         record = None
         if trainer.is_global_zero:
-            images, labels = self.samples(pl_module, len(names))
-            fidelity = self.read(pl_module, dm, images, labels, names)
+            with untouched_rng(pl_module.device):  # training with and without this callback stays the same
+                images, labels = self.samples(pl_module, len(names))
+                fidelity = self.read(pl_module, dm, images, labels, names)
             variety = self.variety(dm, images, labels, names)
             found = worst_fidelity_gap(fidelity, self._real_accuracy)
             record = {"fidelity": fidelity, "worst_gap": None if found is None else found[0],

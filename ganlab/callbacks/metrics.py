@@ -35,6 +35,7 @@ from ganlab import signals
 from ganlab.metrics.evaluator import Evaluator, OverBudget
 from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.results import write_json
+from ganlab.utils.device import untouched_rng
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Metrics(L.Callback):
         if trainer.is_global_zero:
             t0 = time.perf_counter()
             try:  # a stop signal abandons the evaluation at once (the step's checkpoint follows)
-                with signals.immediate():
+                with signals.immediate(), untouched_rng(pl_module.device):  # the run's noise stays its own
                     record = self._compute(trainer, pl_module)
             except signals.StopRequested as err:
                 log.warning("metrics evaluation at generator step %d abandoned: %s", step, err)
