@@ -107,7 +107,7 @@ class ClassFidelity(L.Callback):
             path = os.path.join(self._ckpt_dir(trainer), self.best_ckpt_name) if self.save_best else None
             self.best = {"generator_step": step, "worst_gap": gap, "ckpt_path": path}
             if path:
-                trainer.save_checkpoint(path)  # every rank: the call synchronises them
+                trainer.save_checkpoint(path, weights_only=False)  # resumable; every rank: the call synchronises them
         if not trainer.is_global_zero:
             return fidelity
         for logger in trainer.loggers:

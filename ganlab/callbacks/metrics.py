@@ -170,7 +170,7 @@ class Metrics(L.Callback):
             path = os.path.join(self._ckpt_dir(trainer), self.best_ckpt_name)
             self.best = {"generator_step": step, "fid": values["fid"], "ckpt_path": path,
                          **{k: v for k, v in values.items() if k != "fid"}}
-            trainer.save_checkpoint(path)  # every rank: the call synchronises them
+            trainer.save_checkpoint(path, weights_only=False)  # resumable; every rank: the call synchronises them
         elif improved:
             self.best = {"generator_step": step, "fid": values["fid"], "ckpt_path": None}
         if trainer.is_global_zero:
