@@ -144,3 +144,21 @@ def test_cpu_evaluation_over_its_budget_is_skipped_with_a_warning(tiny_cfg, capl
     cb = cbm.Metrics(extractor=SlowStub(), cpu_budget=None, **kw)
     metrics, _ = train(tiny_cfg("callbacks=none", "logger=csv", "generator_steps=2"), extra_callbacks=[cb])
     assert [h["generator_step"] for h in cb.history] == [2] and "metrics/fid" in metrics
+
+
+def test_the_callback_never_moves_the_runs_random_stream(make_cfg, tmp_path, monkeypatch):
+    """Building InceptionV3 (at setup, after the run is seeded) draws initial weights; evaluating every 2 steps
+    samples fakes: a run with the callback ends with the same generator as one without it."""
+    from ganlab.models import load_gan
+
+    session_weights()
+    monkeypatch.setattr(evaluator_mod, "compute_metrics", lambda real, fake, groups, **kw: {"fid": 1.0})
+    runs = []
+    for name, with_metrics in (("with", True), ("without", False)):
+        cfg = make_cfg(tmp_path / name, "callbacks=[model_checkpoint]", "logger=[]", "generator_steps=4")
+        extra = [cbm.Metrics(every_n_steps=2, n_fake=8, n_real=16, batch_size=8, cpu_budget=None,
+                             cache_dir=str(cfg.paths.cache_dir), run_dir=str(cfg.paths.output_dir))] if with_metrics else []
+        train(cfg, extra_callbacks=extra)
+        assert not with_metrics or [h["generator_step"] for h in extra[0].history] == [2, 4]
+        runs.append(load_gan(tmp_path / name / "run" / "checkpoints" / "last.ckpt").generator.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

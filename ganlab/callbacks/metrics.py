@@ -111,7 +111,13 @@ class Metrics(L.Callback):
             return
         if self.evaluator.device is None:  # fail fast: find (or convert) the weights before training starts
             # the module is moved to its device only after setup hooks: ask the strategy
-            self.evaluator.bind(self.device or str(trainer.strategy.root_device))
+            self._bind(trainer.strategy.root_device)
+
+    def _bind(self, device: torch.device) -> None:
+        """Build the extractor on ``device`` (or the configured one). Building draws initial weights, so it
+        happens outside the run's random stream: training with and without this callback stays the same."""
+        with untouched_rng(device):
+            self.evaluator.bind(self.device or str(device))
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t_fit = time.perf_counter()
@@ -141,7 +147,7 @@ class Metrics(L.Callback):
         if trainer.is_global_zero:
             t0 = time.perf_counter()
             try:  # a stop signal abandons the evaluation at once (the step's checkpoint follows)
-                with signals.immediate(), untouched_rng(pl_module.device):  # the run's noise stays its own
+                with signals.immediate():
                     record = self._compute(trainer, pl_module)
             except signals.StopRequested as err:
                 log.warning("metrics evaluation at generator step %d abandoned: %s", step, err)
@@ -183,7 +189,7 @@ class Metrics(L.Callback):
             raise RuntimeError("Metrics needs trainer.datamodule with split_images()/fingerprint/split_digest()")
         ev = self.evaluator
         if ev.device is None:
-            ev.bind(self.device or str(pl_module.device))
+            self._bind(pl_module.device)
         step = int(pl_module.generator_step)
         fake_source = f"{'EMA ' if ev.protocol.ema else ''}generator, fixed noise"
         scores = ev.score(dm, ev.gan_samples(pl_module, dm), fake_source=fake_source,
