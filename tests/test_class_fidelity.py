@@ -131,12 +131,18 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     cfg, _, free = run(tmp_path / "a", 0.0)  # the classifier trains here, on first use (it seeds torch)
     varieties = [h["min_variety"] for h in free["history"]]
     assert free["best"] is not None and all(0.0 < v < 5.0 for v in varieties)
-    # a floor between the two evaluations' varieties admits only the one above it
-    floor = (max(varieties) + min(varieties)) / 2 if max(varieties) > min(varieties) else max(varieties)
+    # a floor just above the variety of the checkpoint kept without one rules that checkpoint out: the best of
+    # the evaluations still admitted is kept instead (or none when none is)
+    kept = next(h for h in free["history"] if h["generator_step"] == free["best"]["generator_step"])
+    floor = kept["min_variety"] + 1e-6
     _, run_b, floored = run(tmp_path / "b", floor)
+    assert [h["min_variety"] for h in floored["history"]] == varieties  # the floor changes the choice, not the run
     admitted = [h for h in floored["history"] if h["min_variety"] >= floor]
-    assert floored["best"]["generator_step"] == max(admitted, key=lambda h: h["worst_gap"])["generator_step"]
-    assert load_gan(run_b / "checkpoints" / "best_class_fidelity.ckpt").generator_step == floored["best"]["generator_step"]
+    if admitted:
+        assert floored["best"]["generator_step"] == max(admitted, key=lambda h: h["worst_gap"])["generator_step"]
+        assert load_gan(run_b / "checkpoints" / "best_class_fidelity.ckpt").generator_step == floored["best"]["generator_step"]
+    else:
+        assert floored["best"] is None
     # an unreachable floor keeps nothing
     _, run_c, none = run(tmp_path / "c", 100.0)
     assert none["best"] is None and not (run_c / "checkpoints" / "best_class_fidelity.ckpt").exists()

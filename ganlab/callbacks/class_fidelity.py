@@ -36,7 +36,7 @@ import torch
 
 from ganlab.metrics.classifier import warn_collapsed, worst_fidelity_gap
 from ganlab.metrics.results import write_json
-from ganlab.utils.device import untouched_rng
+from ganlab.utils.rng import untouched_rng
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from ganlab import signals
 from ganlab.metrics.evaluator import Evaluator, OverBudget
 from ganlab.metrics.protocol import Protocol
 from ganlab.metrics.results import write_json
-from ganlab.utils.device import untouched_rng
+from ganlab.utils.rng import untouched_rng
 
 log = logging.getLogger(__name__)
 

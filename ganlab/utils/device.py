@@ -1,5 +1,4 @@
-"""The one device rule of every entry point (``device=auto|cpu|cuda|cuda:N``), and the random stream of
-a training run kept apart from what evaluates it."""
+"""The one device rule of every entry point (``device=auto|cpu|cuda|cuda:N``)."""
 
 from __future__ import annotations
 
@@ -20,11 +19,4 @@ def choose_device(name: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def untouched_rng(device: torch.device):
-    """A context in which torch's random state (CPU and ``device``'s CUDA generator) may be used freely and
-    is restored on exit: in-training evaluations (a classifier seeded and trained on first use, networks
-    built from a cache, which draw initial weights) then leave the run's noise and batches as they were."""
-    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
-
-
-__all__ = ["choose_device", "untouched_rng"]
+__all__ = ["choose_device"]
