@@ -168,3 +168,49 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     by_hand = within_class_variety(images.numpy(), labels.numpy(), np.asarray(dm.split_images("train")[rows]),
                                    y[rows], names, standardize=True)
     assert free["history"][-1]["min_variety"] == pytest.approx(min(by_hand.values()))
+
+
+def test_a_panel_of_classifiers_keeps_only_what_every_member_reads_as_its_class(make_cfg, tmp_path):
+    """classifier_seeds=[0, 1]: the logged fidelity is the two classifiers' mean, worst_gap the lower of their
+    own worst gaps (each against its own real accuracy), recounted here with the two cached classifiers."""
+    import hydra
+
+    from ganlab.metrics.classifier import get_label_classifier, worst_fidelity_gap
+    from ganlab.models import load_gan
+
+    root = write_fashion_like(tmp_path / "fm")
+    cache = tmp_path / "clf"
+    cfg = make_cfg(tmp_path, "model=cgan", *TINY_DCGAN, *fashion_overrides(root), "data.resolution=16",
+                   "generator_steps=4", "checkpoint_every=2", "sample_every=2",
+                   "callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.per_class=6",
+                   "callbacks.class_fidelity.save_best=true", "callbacks.class_fidelity.classifier_seeds=[0,1]",
+                   f"callbacks.class_fidelity.cache_dir={cache}", "callbacks.class_fidelity.classifier_steps=30",
+                   "logger=[]", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", tiny=False)
+    train(cfg)
+    run = tmp_path / "run"
+    record = json.loads((run / "class_fidelity.json").read_text())
+    assert record["classifier_seeds"] == [0, 1] and set(record["real_accuracy"]) == {"0", "1"}
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    names = list(dm.class_names)
+    panel = [get_label_classifier(dm, cache_dir=str(cache), steps=30, seed=s) for s in (0, 1)]
+    assert all(info["from_cache"] for _, info in panel)
+    from ganlab.callbacks.class_fidelity import ClassFidelity
+
+    disagree = False
+    for h in record["history"]:
+        gan = load_gan(run / "checkpoints" / f"gstep_{h['generator_step']:06d}.ckpt")
+        images, labels = ClassFidelity(per_class=6).samples(gan, len(names))
+        readings = [per_class_fidelity(clf, images, labels.numpy(), names) for clf, _ in panel]
+        real = [{n: r["accuracy"] for n, r in info["real_heldout"]["per_class"].items()} for _, info in panel]
+        gaps = [worst_fidelity_gap(f, r)[0] for f, r in zip(readings, real)]
+        assert h["worst_gap_by_seed"] == pytest.approx(gaps)
+        assert h["worst_gap"] == pytest.approx(min(gaps))
+        assert all(h[n] == pytest.approx((readings[0][n] + readings[1][n]) / 2) for n in names)
+        disagree = disagree or readings[0] != readings[1]
+    assert disagree, "the two members read the images alike: the test could not tell a panel from one classifier"
+    best = max(record["history"], key=lambda h: h["worst_gap"])
+    assert record["best"]["generator_step"] == best["generator_step"]
+    with pytest.raises(ValueError, match="distinct seeds"):
+        ClassFidelity(classifier_seeds=[3, 3])

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,13 +60,14 @@ def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def scoring_setup(work: Path, classifier_steps: int, task: str = "fashion-mnist"):
-    """The label classifier (cached), its report, the real training images and labels, the class names."""
+def scoring_setup(work: Path, classifier_steps: int, task: str = "fashion-mnist", **classifier: Any):
+    """The label classifier (cached), its report, the real training images and labels, the class names.
+    ``classifier``: other settings of :func:`ganlab.metrics.classifier.train_classifier` (seed, widths)."""
     from ganlab.metrics.classifier import get_label_classifier
 
     dm = full_datamodule(data_root(None, task), work / "cache", task)
     clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"),
-                                     steps=classifier_steps)
+                                     steps=classifier_steps, **classifier)
     return clf, info, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
 
 
@@ -95,18 +97,19 @@ def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, ever
 
 
 def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, noise_seed: int,
-            task: str = "fashion-mnist") -> dict:
+            task: str = "fashion-mnist", **classifier: Any) -> dict:
     """The EMA generator of the kept checkpoint (best_class_fidelity.ckpt, else last.ckpt) scored again on
-    noise it was not selected on (``noise_seed``, ``per_class`` images per class)."""
+    noise it was not selected on (``noise_seed``, ``per_class`` images per class), optionally by a classifier
+    of another seed / widths (``classifier``) than the one that chose the checkpoint."""
     import ganlab
 
-    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task)
+    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task, **classifier)
     ckpt = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
     ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     gan = ganlab.load(ckpt, device="cpu")
     labels = np.repeat(np.arange(len(names)), per_class)
     return {"checkpoint": ckpt.name, "generator_step": int(gan.model.generator_step), "noise_seed": noise_seed,
-            "per_class": per_class, "classifier_steps": classifier_steps,
+            "per_class": per_class, "classifier_steps": classifier_steps, **{f"classifier_{k}": v for k, v in classifier.items()},
             "classifier_real_test": info.get("real_heldout", {}).get("per_class"),
             "ema": score_generator(gan, clf, labels, names, real_x, real_y, noise_seed)}
 
@@ -154,8 +157,9 @@ def table(work: Path) -> None:
         if "best" in d:  # the checkpoint kept by best in-training worst gap, scored again on 200 per class
             points.append((f"best: {d['best']['generator_step']}", {g: d["best"][g] for g in ("raw", "ema")}))
         for r in d.get("rechecks", []):  # the kept checkpoint on other noise, maybe by another classifier
+            other = "".join(f", {k.split('_', 1)[1]} {r[k]}" for k in ("classifier_seed", "classifier_widths") if k in r)
             points.append((f"recheck {r['generator_step']}: noise {r['noise_seed']}, {r['per_class']}/class, "
-                           f"classifier {r['classifier_steps']} steps", {"ema": {**r["ema"], "real": r["classifier_real_test"]}}))
+                           f"classifier {r['classifier_steps']} steps{other}", {"ema": {**r["ema"], "real": r["classifier_real_test"]}}))
         for steps, scores in points:
             for g, r in scores.items():
                 worst = min(r["fidelity"], key=r["fidelity"].get)
@@ -191,6 +195,10 @@ def main() -> None:
     p.add_argument("--recheck", type=int, default=None, metavar="NOISE_SEED",
                    help="score the kept checkpoint's EMA generator again on other noise (--per-class images per "
                         "class), into diagnosis.json's 'recheck'")
+    p.add_argument("--classifier-seed", type=int, default=None,
+                   help="with --recheck: a label classifier trained with this seed (default: the selection classifier's 0)")
+    p.add_argument("--classifier-widths", type=int, nargs=3, default=None, metavar="W",
+                   help="with --recheck: a label classifier of these three conv widths (default 16 32 64)")
     args = p.parse_args()
     if args.table:
         return table(args.work)
@@ -207,10 +215,11 @@ def main() -> None:
     record = run_dir / "diagnosis.json"
     if args.recheck is not None:
         result = json.loads(record.read_text())
-        again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck, args.task)
-        key = (again["noise_seed"], again["per_class"], again["classifier_steps"])
+        other = {k: v for k, v in (("seed", args.classifier_seed), ("widths", args.classifier_widths)) if v is not None}
+        again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck, args.task, **other)
+        fields = ("noise_seed", "per_class", "classifier_steps", "classifier_seed", "classifier_widths")
         result["rechecks"] = [r for r in result.get("rechecks", [])
-                              if (r["noise_seed"], r["per_class"], r["classifier_steps"]) != key] + [again]
+                              if [r.get(f) for f in fields] != [again.get(f) for f in fields]] + [again]
         record.write_text(json.dumps(result, indent=1) + "\n")
         return
     if args.score_only:  # rescore a trained variant: keep what trained it
