@@ -171,6 +171,32 @@ def table(work: Path) -> None:
                       f"{gap:+.0f} ({gap_class}) |")
 
 
+def judge_key(r: dict) -> str:
+    """A recheck's classifier in words: steps, and seed / widths when not the selection classifier's."""
+    return f"{r['classifier_steps']} steps" + "".join(
+        f", {k.split('_', 1)[1]} {' '.join(map(str, r[k])) if isinstance(r[k], list) else r[k]}"
+        for k in ("classifier_seed", "classifier_widths") if k in r)
+
+
+def judge_table(work: Path, prefix: str = "") -> None:
+    """One row per variant (name starting with ``prefix``): the kept checkpoint's worst gap (points) as every
+    recheck classifier reads it, and how many of them it meets (>= -5)."""
+    rows = [json.loads(p.read_text()) for p in sorted(work.glob(f"{prefix}*/diagnosis.json"))]
+    rows = [d for d in rows if d.get("rechecks")]
+    judges = sorted({judge_key(r) for d in rows for r in d["rechecks"]}, key=lambda k: (k.count(","), k))
+    print("| variant | seed | kept step | shape variety min / mean | " + " | ".join(judges) + " | judges met |")
+    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in judges) + " | ---: |")
+    for d in rows:
+        by = {judge_key(r): r for r in d["rechecks"]}
+        gaps = {k: worst_gap(r["ema"]["fidelity"], r["classifier_real_test"]) for k, r in by.items()}
+        r0 = next(iter(by.values()))
+        cells = [f"{gaps[k][0]:+.0f} ({gaps[k][1]})" if k in gaps else "-" for k in judges]
+        met = sum(g >= -5 for g, _ in gaps.values())
+        print(f"| {d['name']} | {d.get('seed', 0)} | {r0['generator_step']} | "
+              f"{min(r0['ema']['shape_variety'].values()):.2f} / {r0['ema']['mean_shape_variety']:.2f} | "
+              + " | ".join(cells) + f" | {met} of {len(gaps)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", nargs="?")
@@ -190,6 +216,9 @@ def main() -> None:
                    help="train with the class_fidelity callback every N steps keeping best_class_fidelity.ckpt "
                         "(best in-training worst gap) and score that checkpoint too")
     p.add_argument("--table", action="store_true")
+    p.add_argument("--judge-table", metavar="PREFIX", nargs="?", const="", default=None,
+                   help="one row per variant (name starting with PREFIX): the kept checkpoint's worst gap by every "
+                        "recheck classifier")
     p.add_argument("--score-only", action="store_true")
     p.add_argument("--grids-only", action="store_true", help="only write the sample grids of a trained variant")
     p.add_argument("--recheck", type=int, default=None, metavar="NOISE_SEED",
@@ -202,6 +231,8 @@ def main() -> None:
     args = p.parse_args()
     if args.table:
         return table(args.work)
+    if args.judge_table is not None:
+        return judge_table(args.work, args.judge_table)
     run_dir = args.work / args.name
     if args.grids_only:
         import ganlab
