@@ -157,9 +157,8 @@ def table(work: Path) -> None:
         if "best" in d:  # the checkpoint kept by best in-training worst gap, scored again on 200 per class
             points.append((f"best: {d['best']['generator_step']}", {g: d["best"][g] for g in ("raw", "ema")}))
         for r in d.get("rechecks", []):  # the kept checkpoint on other noise, maybe by another classifier
-            other = "".join(f", {k.split('_', 1)[1]} {r[k]}" for k in ("classifier_seed", "classifier_widths") if k in r)
             points.append((f"recheck {r['generator_step']}: noise {r['noise_seed']}, {r['per_class']}/class, "
-                           f"classifier {r['classifier_steps']} steps{other}", {"ema": {**r["ema"], "real": r["classifier_real_test"]}}))
+                           f"classifier {judge_key(r)}", {"ema": {**r["ema"], "real": r["classifier_real_test"]}}))
         for steps, scores in points:
             for g, r in scores.items():
                 worst = min(r["fidelity"], key=r["fidelity"].get)
