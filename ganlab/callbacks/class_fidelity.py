@@ -162,9 +162,15 @@ class ClassFidelity(L.Callback):
     def read(self, pl_module, dm, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> list[dict[str, float]]:
         """Every label classifier of the panel (trained on first use, then from its disk cache) reads ``images``:
         one ``{class: fidelity}`` per seed of ``classifier_seeds``."""
-        from ganlab.metrics.classifier import get_label_classifier, per_class_fidelity
+        from ganlab.metrics.classifier import DEFAULTS, get_label_classifier, per_class_fidelity
 
         if not self._classifiers:
+            guide = getattr(pl_module, "guidance", None)
+            shared = [s for s in self.classifier_seeds if guide is not None
+                      and guide.reads_like(s, self.classifier_steps, DEFAULTS["widths"])]
+            if shared:
+                log.warning("class fidelity: label classifier seed(s) %s also guide the generator (model.guidance): "
+                            "their readings are not independent; read the run with other seeds", shared)
             for seed in self.classifier_seeds:
                 with torch.enable_grad():  # trained on first use (then cached on disk)
                     clf, info = get_label_classifier(dm, cache_dir=self.cache_dir, device=pl_module.device,

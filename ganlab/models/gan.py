@@ -19,7 +19,8 @@ Lightning pitfalls handled here:
   image D sees - reals and fakes, D step, G step and regularizers - so its state (ADA's p) is
   in the state_dict; with ``augment=None`` the loop is exactly the unaugmented one;
 - conditional GANs may add ADC-GAN's classifier terms (``class_loss``, with a discriminator of
-  conditioning ``adc``) and transitional conditioning (``transition``: the label paths weighted by
+  conditioning ``adc``), G-side terms (``mode_seeking``; ``guidance``: frozen label classifiers trained on
+  the real images, prepared in ``setup``) and transitional conditioning (``transition``: the label paths weighted by
   lambda(generator step), 0 -> 1; set before every step and every sample, so resume is exact);
 - RNG states and counters are checkpointed, so a resumed run continues bit-for-bit;
 - a non-finite loss stops the run before any checkpoint is written from that step, and a
@@ -75,13 +76,14 @@ class GAN(L.LightningModule):
         class_loss: Any = None,
         transition: Any = None,
         mode_seeking: Any = None,
+        guidance: Any = None,
     ) -> None:
         super().__init__()
         # the parts given as Hydra configs (ganlab.train) are the hyperparameters: they rebuild the
         # model in GAN.load_from_checkpoint; parts given as objects (Python API) are not recorded
         self.save_hyperparameters(ignore=[k for k, v in locals().items() if not _is_plain(v)], logger=False)
-        generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking = map(
-            _built, (generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking))
+        generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking, guidance = map(
+            _built, (generator, discriminator, loss, augment, lecam, class_loss, transition, mode_seeking, guidance))
         g_optimizer, d_optimizer, g_scheduler, d_scheduler = map(_built, (g_optimizer, d_optimizer, g_scheduler,
                                                                           d_scheduler))
         regularizers = [_built(r) for r in regularizers or ()]
@@ -104,6 +106,10 @@ class GAN(L.LightningModule):
                              f"{getattr(discriminator, 'conditioning', None)!r} and class_loss={class_loss!r}")
         self.class_loss, self.transition = class_loss, transition
         self.mode_seeking = mode_seeking  # a G-side term (MSGAN), or None
+        if guidance is not None and not getattr(generator, "num_classes", 0):
+            raise ValueError("classifier guidance (model/guidance=classifier) needs a conditional generator "
+                             "(model=cgan with data.labels)")
+        self.guidance = guidance  # a G-side term from frozen real-data label classifiers, or None
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.augment = augment
         self.ema_decay, self.ema_start = ema_decay, ema_start
@@ -160,6 +166,9 @@ class GAN(L.LightningModule):
         if self.compile_networks:
             self.generator.compile()
             self.discriminator.compile()
+        if self.guidance is not None and stage == "fit":
+            # the strategy moves the module to its device after setup: the classifiers go there now
+            self.guidance.prepare(self.trainer.datamodule, self.trainer.strategy.root_device)
 
     def on_train_start(self) -> None:
         if self._rng_to_restore is not None:
@@ -257,6 +266,10 @@ class GAN(L.LightningModule):
             ms = self.mode_seeking(self.generator, fake, z, labels)
             stats["reg/ModeSeeking"] = ms.detach()
             loss = loss + ms
+        if self.guidance is not None:  # frozen real-data classifiers read every fake as its class
+            guide = self.guidance(fake, labels)
+            stats["class/guidance"] = guide.detach()
+            loss = loss + guide
         self._step(opt, loss, self.g_grad_clip)
         self.untoggle_optimizer(opt)
         return {"loss/g": loss.detach(), **stats}
