@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from _cgan_helpers import QUIET, TINY_DCGAN, fashion_overrides, write_fashion_like
+from ganlab.callbacks.class_fidelity import ClassFidelity
 from ganlab.metrics.classifier import per_class_fidelity, warn_collapsed, within_class_variety
 from ganlab.train import train
 
@@ -26,6 +27,22 @@ class ReadsCornerPixel(nn.Module):
     def forward(self, x):
         c = torch.round((x[:, 0, 0, 0] + 1.0) * 127.5 / 20.0)
         return -(torch.arange(self.k, dtype=x.dtype) - c[:, None]).abs() + 0 * self.dummy
+
+
+def kept_by_rule(history):
+    """The evaluation best_class_fidelity.ckpt should hold: the highest worst gap, at equal gaps more variety in
+    the least varied class, at equal both the first (``max`` returns the first of equals: strict improvement)."""
+    return max(history, key=lambda h: (h["worst_gap"], h.get("min_variety") or 0.0))
+
+
+def test_an_equal_worst_gap_is_kept_only_with_more_variety():
+    cb = ClassFidelity()
+    assert cb._better(-0.1, None)
+    cb.best = {"generator_step": 500, "worst_gap": 0.02, "min_variety": 0.2}
+    assert not cb._better(0.01, 0.9) and cb._better(0.03, 0.0)
+    assert cb._better(0.02, 0.25) and not cb._better(0.02, 0.2) and not cb._better(0.02, 0.1)
+    cb.best = {"generator_step": 500, "worst_gap": 0.02, "ckpt_path": None}  # kept before the variety was recorded
+    assert cb._better(0.02, 0.1) and not cb._better(0.02, None)
 
 
 def test_per_class_fidelity_equals_a_hand_count():
@@ -60,7 +77,6 @@ def test_within_class_variety_is_one_for_the_real_images_and_zero_for_a_repeated
 def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(make_cfg, tmp_path, caplog):
     import hydra
 
-    from ganlab.callbacks.class_fidelity import ClassFidelity
     from ganlab.models import load_gan
 
     root = write_fashion_like(tmp_path / "fm")
@@ -84,7 +100,7 @@ def test_in_training_class_fidelity_is_logged_per_class_and_matches_a_recount(ma
     assert set(real) == set(names)
     for h in record["history"]:
         assert h["worst_gap"] == pytest.approx(min(h[n] - real[n] for n in names))
-    best = max(record["history"], key=lambda h: h["worst_gap"])  # first of equals: strict improvement only
+    best = kept_by_rule(record["history"])
     assert record["best"]["generator_step"] == best["generator_step"]
     assert record["best"]["worst_gap"] == pytest.approx(best["worst_gap"])
     kept = load_gan(run / "checkpoints" / "best_class_fidelity.ckpt")
@@ -111,7 +127,6 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     """min_variety: an evaluation counts for best_class_fidelity.ckpt only when every class reaches it; the
     logged min_variety is within_class_variety (standardized) of the callback's own images against the
     class's real training images."""
-    from ganlab.callbacks.class_fidelity import ClassFidelity
     from ganlab.models import load_gan
 
     root = write_fashion_like(tmp_path / "fm")
@@ -139,7 +154,7 @@ def test_variety_floor_never_keeps_a_collapsed_checkpoint_and_variety_is_a_recou
     assert [h["min_variety"] for h in floored["history"]] == varieties  # the floor changes the choice, not the run
     admitted = [h for h in floored["history"] if h["min_variety"] >= floor]
     if admitted:
-        assert floored["best"]["generator_step"] == max(admitted, key=lambda h: h["worst_gap"])["generator_step"]
+        assert floored["best"]["generator_step"] == kept_by_rule(admitted)["generator_step"]
         assert load_gan(run_b / "checkpoints" / "best_class_fidelity.ckpt").generator_step == floored["best"]["generator_step"]
     else:
         assert floored["best"] is None
@@ -196,7 +211,6 @@ def test_a_panel_of_classifiers_keeps_only_what_every_member_reads_as_its_class(
     names = list(dm.class_names)
     panel = [get_label_classifier(dm, cache_dir=str(cache), steps=30, seed=s) for s in (0, 1)]
     assert all(info["from_cache"] for _, info in panel)
-    from ganlab.callbacks.class_fidelity import ClassFidelity
 
     disagree = False
     for h in record["history"]:
@@ -210,7 +224,7 @@ def test_a_panel_of_classifiers_keeps_only_what_every_member_reads_as_its_class(
         assert all(h[n] == pytest.approx((readings[0][n] + readings[1][n]) / 2) for n in names)
         disagree = disagree or readings[0] != readings[1]
     assert disagree, "the two members read the images alike: the test could not tell a panel from one classifier"
-    best = max(record["history"], key=lambda h: h["worst_gap"])
+    best = kept_by_rule(record["history"])
     assert record["best"]["generator_step"] == best["generator_step"]
     with pytest.raises(ValueError, match="distinct seeds"):
         ClassFidelity(classifier_seeds=[3, 3])

@@ -10,7 +10,8 @@ asked for is
   class's real held-out images), the number issue 20's target is stated in (0 = every class drawn as
   recognisably as its real images; also in ``trainer.callback_metrics``);
 * with ``save_best``: the checkpoint of the best ``worst_gap`` so far kept as ``best_class_fidelity.ckpt``
-  (a recipe whose class fidelity swings or collapses late keeps its most class-faithful state);
+  (a recipe whose class fidelity swings or collapses late keeps its most class-faithful state; at an equal
+  worst gap the one with more shape variety in its least varied class);
   ``min_variety`` > 0 admits only evaluations whose every class reaches that shape variety (below), so a
   generator that draws each class as one clearly recognisable image - 100 % fidelity, collapsed - is never kept;
 * the same images' shape variety per class (:func:`ganlab.metrics.classifier.within_class_variety`,
@@ -119,9 +120,9 @@ class ClassFidelity(L.Callback):
             values[f"{self.log_prefix}worst_gap"] = gap
             trainer.callback_metrics[f"{self.log_prefix}worst_gap"] = torch.tensor(gap)
         varied = self.min_variety <= 0.0 or (min_variety is not None and min_variety >= self.min_variety)
-        if gap is not None and varied and (self.best is None or gap > self.best["worst_gap"]):
+        if gap is not None and varied and self._better(gap, min_variety):
             path = os.path.join(self._ckpt_dir(trainer), self.best_ckpt_name) if self.save_best else None
-            self.best = {"generator_step": step, "worst_gap": gap, "ckpt_path": path}
+            self.best = {"generator_step": step, "worst_gap": gap, "ckpt_path": path, "min_variety": min_variety}
             if path:
                 trainer.save_checkpoint(path, weights_only=False)  # resumable; every rank: the call synchronises them
         if not trainer.is_global_zero:
@@ -137,6 +138,13 @@ class ClassFidelity(L.Callback):
                     "best": self.best, "history": self.history}, os.path.join(run_dir, "class_fidelity.json"))
         plot_history(self.history, names, self.threshold, os.path.join(run_dir, "class_fidelity.png"))
         return fidelity
+
+    def _better(self, gap: float, min_variety: float | None) -> bool:
+        """A higher worst gap than the kept checkpoint's; at an equal one (every class read as often - e.g. all
+        at 100 % once the classes are learnt), more shape variety in the least varied class."""
+        if self.best is None or gap != self.best["worst_gap"]:
+            return self.best is None or gap > self.best["worst_gap"]
+        return (min_variety or 0.0) > (self.best.get("min_variety") or 0.0)
 
     def _ckpt_dir(self, trainer) -> str:
         cb = trainer.checkpoint_callback
