@@ -40,6 +40,16 @@ def test_experiments_found():
     assert {"dcgan_celeba", "dcgan_celeba128", "mlp_celeba", "dcgan_faces_folder", "sngan_celeba"} <= set(EXPERIMENTS)
 
 
+def small(cfg):
+    """No 20,000-image caps on the stand-ins, and a guided experiment's label classifiers trained 20 steps
+    instead of 1,500 (minutes on 2 cores; the guidance itself is tested in test_guidance.py)."""
+    if "max_images" in cfg.data:
+        cfg.data.max_images = None
+    if cfg.model.get("guidance"):
+        cfg.model.guidance.steps = 20
+    return cfg
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     text = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
@@ -49,9 +59,7 @@ def test_experiment_header_and_fast_dev_run(name, roots, tmp_path, make_cfg):
     overrides = [f"experiment={name}", "trainer.fast_dev_run=true", "trainer.accelerator=cpu",
                  "data.batch_size=8", "logger=[]", "callbacks=none", "trainer.enable_progress_bar=false"]
     overrides += data_overrides(source, roots)
-    cfg = make_cfg(tmp_path, *overrides, tiny=False)
-    if "max_images" in cfg.data:
-        cfg.data.max_images = None
+    cfg = small(make_cfg(tmp_path, *overrides, tiny=False))
     metrics, trainer = train(cfg)
     assert trainer.lightning_module.generator_step == 1
     assert all(v == v for v in metrics.values())  # no NaN
@@ -77,10 +85,7 @@ def test_experiment_resumes(name, roots, tmp_path, make_cfg):
     base += data_overrides(source, roots)
 
     def cfg(folder, *extra):
-        c = make_cfg(folder, *base, *extra, tiny=False)
-        if "max_images" in c.data:
-            c.data.max_images = None
-        return c
+        return small(make_cfg(folder, *base, *extra, tiny=False))
 
     train(cfg(tmp_path / "whole", "seed=1"))
     whole = tmp_path / "whole" / "run" / "checkpoints"
