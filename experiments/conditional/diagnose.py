@@ -71,6 +71,52 @@ def scoring_setup(work: Path, classifier_steps: int, task: str = "fashion-mnist"
     return clf, info, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
 
 
+class NearestNeighbours:
+    """A k-nearest-neighbour vote in pixel space (L2 on images in [-1, 1]) over the real training images: a judge of
+    another family than the compact CNNs (nothing learnt, so no features a generator could have been fitted to).
+    Called like a network (``predict`` / ``per_class_fidelity``): one row of vote counts per image, the nearest
+    neighbour's class breaking ties. Hand-written: torch has no kNN classifier and this is 15 lines."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, k: int, num_classes: int) -> None:
+        import torch
+
+        self.bank = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0).flatten(1)
+        self.bank_sq = (self.bank ** 2).sum(1)
+        self.labels, self.k, self.num_classes = torch.from_numpy(np.asarray(labels)).long(), int(k), int(num_classes)
+
+    def parameters(self):  # where predict() reads the device from
+        return iter([self.bank])
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        d = self.bank_sq[None] - 2.0 * x.flatten(1).float() @ self.bank.T  # + |x|^2, the same for every neighbour
+        idx = d.topk(self.k, dim=1, largest=False).indices  # sorted: column 0 is the nearest
+        votes = F.one_hot(self.labels[idx], self.num_classes).sum(1).float()
+        votes[torch.arange(len(idx)), self.labels[idx[:, 0]]] += 0.5
+        return votes
+
+
+def knn_setup(work: Path, k: int, task: str = "fashion-mnist"):
+    """``scoring_setup`` for the k-NN judge: its per-class accuracy on the real test images is computed once and
+    kept in ``<work>/cache/knn<k>-<task>.json``."""
+    from ganlab.metrics.classifier import accuracy_report, heldout_split, predict
+
+    dm = full_datamodule(data_root(None, task), work / "cache", task)
+    real_x, real_y, names = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+    clf = NearestNeighbours(real_x, real_y, k, len(names))
+    cached = work / "cache" / f"knn{k}-{task}.json"
+    if not cached.is_file():
+        held = heldout_split(dm)
+        report = accuracy_report(predict(clf, dm.split_images(held), batch_size=256), dm.split_labels(held), "class", names)
+        cached.write_text(json.dumps({"real_heldout": {"split": held, **report}}, indent=1) + "\n")
+    return clf, json.loads(cached.read_text()), real_x, real_y, names
+
+
 def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int,
           task: str = "fashion-mnist") -> dict:
     import ganlab
@@ -103,13 +149,17 @@ def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, no
     of another seed / widths (``classifier``) than the one that chose the checkpoint."""
     import ganlab
 
-    clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task, **classifier)
+    knn = classifier.pop("knn", None)
+    clf, info, real_x, real_y, names = (knn_setup(work, knn, task) if knn else
+                                        scoring_setup(work, classifier_steps, task, **classifier))
+    classifier, classifier_steps = ({"knn": knn}, 0) if knn else (classifier, classifier_steps)
     ckpt = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
     ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     gan = ganlab.load(ckpt, device="cpu")
     labels = np.repeat(np.arange(len(names)), per_class)
     return {"checkpoint": ckpt.name, "generator_step": int(gan.model.generator_step), "noise_seed": noise_seed,
-            "per_class": per_class, "classifier_steps": classifier_steps, **{f"classifier_{k}": v for k, v in classifier.items()},
+            "per_class": per_class, "classifier_steps": classifier_steps,
+            **{f"classifier_{k}": v for k, v in classifier.items()},
             "classifier_real_test": info.get("real_heldout", {}).get("per_class"),
             "ema": score_generator(gan, clf, labels, names, real_x, real_y, noise_seed)}
 
@@ -171,7 +221,9 @@ def table(work: Path) -> None:
 
 
 def judge_key(r: dict) -> str:
-    """A recheck's classifier in words: steps, and seed / widths when not the selection classifier's."""
+    """A recheck's classifier in words: steps, and seed / widths when not the selection classifier's; or k-NN."""
+    if r.get("classifier_knn"):
+        return f"{r['classifier_knn']}-NN on pixels"
     return f"{r['classifier_steps']} steps" + "".join(
         f", {k.split('_', 1)[1]} {' '.join(map(str, r[k])) if isinstance(r[k], list) else r[k]}"
         for k in ("classifier_seed", "classifier_widths") if k in r)
@@ -227,6 +279,9 @@ def main() -> None:
                    help="with --recheck: a label classifier trained with this seed (default: the selection classifier's 0)")
     p.add_argument("--classifier-widths", type=int, nargs=3, default=None, metavar="W",
                    help="with --recheck: a label classifier of these three conv widths (default 16 32 64)")
+    p.add_argument("--classifier-knn", type=int, default=None, metavar="K",
+                   help="with --recheck: a K-nearest-neighbour vote in pixel space over the real training images "
+                        "instead of a network")
     args = p.parse_args()
     if args.table:
         return table(args.work)
@@ -245,9 +300,10 @@ def main() -> None:
     record = run_dir / "diagnosis.json"
     if args.recheck is not None:
         result = json.loads(record.read_text())
-        other = {k: v for k, v in (("seed", args.classifier_seed), ("widths", args.classifier_widths)) if v is not None}
+        other = {k: v for k, v in (("seed", args.classifier_seed), ("widths", args.classifier_widths),
+                                   ("knn", args.classifier_knn)) if v is not None}
         again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck, args.task, **other)
-        fields = ("noise_seed", "per_class", "classifier_steps", "classifier_seed", "classifier_widths")
+        fields = ("noise_seed", "per_class", "classifier_steps", "classifier_seed", "classifier_widths", "classifier_knn")
         result["rechecks"] = [r for r in result.get("rechecks", [])
                               if [r.get(f) for f in fields] != [again.get(f) for f in fields]] + [again]
         record.write_text(json.dumps(result, indent=1) + "\n")
