@@ -1,0 +1,32 @@
+"""The 5-NN judge of experiments/conditional/diagnose.py (a classifier of another family than the CNNs that
+reread kept checkpoints): its vote equals a hand count, the nearest neighbour breaks ties, and it reads
+images the way per_class_fidelity feeds networks (uint8 in, [-1, 1] inside)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments" / "conditional"))
+
+
+def test_nearest_neighbour_vote_is_a_hand_count():
+    from diagnose import NearestNeighbours
+
+    from ganlab.metrics.classifier import per_class_fidelity
+
+    # 1x2x2 images; class 0 dark, class 1 bright, class 2 one bright pixel
+    bank = np.array([[[[0, 0], [0, 0]]], [[[10, 0], [0, 0]]], [[[0, 10], [0, 0]]],
+                     [[[250, 250], [250, 250]]], [[[240, 250], [250, 250]]],
+                     [[[255, 0], [0, 0]]]], dtype=np.uint8)
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    knn = NearestNeighbours(bank, labels, k=3, num_classes=3)
+    queries = np.array([[[[5, 5], [0, 0]]],          # 3 nearest: the three dark ones -> 0
+                        [[[245, 245], [245, 245]]],  # two bright + one of the rest -> 1 (2 votes of 3)
+                        [[[255, 0], [0, 0]]]],       # nearest is the class-2 image, then two dark ones -> 0 (2 of 3)
+                       dtype=np.uint8)
+    assert per_class_fidelity(knn, queries, np.array([0, 1, 0]), ["a", "b", "c"]) == {"a": 1.0, "b": 1.0}
+    # k=2: a 1-1 tie between class 2 (nearest) and class 0 goes to the nearest
+    tie = NearestNeighbours(bank, labels, k=2, num_classes=3)
+    assert per_class_fidelity(tie, queries[2:], np.array([2]), ["a", "b", "c"]) == {"c": 1.0}
