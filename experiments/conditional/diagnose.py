@@ -117,6 +117,33 @@ def knn_setup(work: Path, k: int, task: str = "fashion-mnist"):
     return clf, json.loads(cached.read_text()), real_x, real_y, names
 
 
+def mlp_setup(work: Path, task: str = "fashion-mnist", steps: int = 3000, seed: int = 7):
+    """``scoring_setup`` for the MLP judge: a fully connected network on the pixels (784-512-256-K, no convolution),
+    trained by :func:`ganlab.metrics.classifier.train_classifier` on the real training images; the network and its
+    per-class accuracy on the real test images are kept in ``<work>/cache/mlp-<task>-<steps>-<seed>.pt``."""
+    import torch
+    from torch import nn
+
+    from ganlab.metrics.classifier import accuracy_report, heldout_split, predict, train_classifier
+
+    dm = full_datamodule(data_root(None, task), work / "cache", task)
+    real_x, real_y, names = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+    torch.manual_seed(seed)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(real_x.shape[1:])), 512), nn.ReLU(), nn.Dropout(0.2),
+                        nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, len(names)))
+    cached = work / "cache" / f"mlp-{task}-{steps}-{seed}.pt"
+    if cached.is_file():
+        blob = torch.load(cached, weights_only=True)
+        mlp.load_state_dict(blob["state_dict"])
+        return mlp.eval(), json.loads(blob["info_json"]), real_x, real_y, names
+    mlp = train_classifier(real_x, real_y, num_classes=len(names), steps=steps, seed=seed, model=mlp)
+    held = heldout_split(dm)
+    info = {"real_heldout": {"split": held, **accuracy_report(predict(mlp, dm.split_images(held)), dm.split_labels(held),
+                                                               "class", names)}}
+    torch.save({"state_dict": mlp.state_dict(), "info_json": json.dumps(info)}, cached)
+    return mlp, info, real_x, real_y, names
+
+
 def score(run_dir: Path, work: Path, per_class: int, classifier_steps: int, every: int, steps: int,
           task: str = "fashion-mnist") -> dict:
     import ganlab
@@ -149,10 +176,14 @@ def recheck(run_dir: Path, work: Path, per_class: int, classifier_steps: int, no
     of another seed / widths (``classifier``) than the one that chose the checkpoint."""
     import ganlab
 
-    knn = classifier.pop("knn", None)
-    clf, info, real_x, real_y, names = (knn_setup(work, knn, task) if knn else
-                                        scoring_setup(work, classifier_steps, task, **classifier))
-    classifier, classifier_steps = ({"knn": knn}, 0) if knn else (classifier, classifier_steps)
+    knn, mlp = classifier.pop("knn", None), classifier.pop("mlp", None)
+    if knn:
+        (clf, info, real_x, real_y, names), classifier = knn_setup(work, knn, task), {"knn": knn}
+    elif mlp:
+        (clf, info, real_x, real_y, names), classifier = mlp_setup(work, task, classifier_steps), {"mlp": True}
+    else:
+        clf, info, real_x, real_y, names = scoring_setup(work, classifier_steps, task, **classifier)
+    classifier_steps = 0 if knn else classifier_steps
     ckpt = run_dir / "checkpoints" / "best_class_fidelity.ckpt"
     ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     gan = ganlab.load(ckpt, device="cpu")
@@ -224,6 +255,8 @@ def judge_key(r: dict) -> str:
     """A recheck's classifier in words: steps, and seed / widths when not the selection classifier's; or k-NN."""
     if r.get("classifier_knn"):
         return f"{r['classifier_knn']}-NN on pixels"
+    if r.get("classifier_mlp"):
+        return f"MLP on pixels, {r['classifier_steps']} steps"
     return f"{r['classifier_steps']} steps" + "".join(
         f", {k.split('_', 1)[1]} {' '.join(map(str, r[k])) if isinstance(r[k], list) else r[k]}"
         for k in ("classifier_seed", "classifier_widths") if k in r)
@@ -282,6 +315,9 @@ def main() -> None:
     p.add_argument("--classifier-knn", type=int, default=None, metavar="K",
                    help="with --recheck: a K-nearest-neighbour vote in pixel space over the real training images "
                         "instead of a network")
+    p.add_argument("--classifier-mlp", action="store_true",
+                   help="with --recheck: a fully connected network on the pixels (784-512-256-K, seed 7, "
+                        "--classifier-steps steps) instead of the compact CNN")
     args = p.parse_args()
     if args.table:
         return table(args.work)
@@ -301,9 +337,10 @@ def main() -> None:
     if args.recheck is not None:
         result = json.loads(record.read_text())
         other = {k: v for k, v in (("seed", args.classifier_seed), ("widths", args.classifier_widths),
-                                   ("knn", args.classifier_knn)) if v is not None}
+                                   ("knn", args.classifier_knn), ("mlp", args.classifier_mlp or None)) if v is not None}
         again = recheck(run_dir, args.work, args.per_class, args.classifier_steps, args.recheck, args.task, **other)
-        fields = ("noise_seed", "per_class", "classifier_steps", "classifier_seed", "classifier_widths", "classifier_knn")
+        fields = ("noise_seed", "per_class", "classifier_steps", "classifier_seed", "classifier_widths", "classifier_knn",
+                  "classifier_mlp")
         result["rechecks"] = [r for r in result.get("rechecks", [])
                               if [r.get(f) for f in fields] != [again.get(f) for f in fields]] + [again]
         record.write_text(json.dumps(result, indent=1) + "\n")

@@ -6,8 +6,9 @@
 #   e.g.   experiments/conditional/judges.sh /work/judges faithful_8k 0 1 2 3 4 -- experiment=cgan_fashion_faithful
 # Trains PREFIX_sSEED for 8,000 steps (class_fidelity every 500 steps keeping best_class_fidelity.ckpt), then
 # rereads the kept checkpoint on noise 7, 400 images per class, by the selection classifier, the same network
-# trained 3,000 steps, two held-out classifiers of other seeds and widths, and a 5-nearest-neighbour vote in pixel
-# space over the real training images (no network). One torch thread per job.
+# trained 3,000 steps, two held-out classifiers of other seeds and widths, and two readers of other families: a
+# 5-nearest-neighbour vote in pixel space over the real training images and a fully connected network on the
+# pixels (784-512-256-10, 3,000 steps). One torch thread per job.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=$1 PREFIX=$2; shift 2
@@ -18,7 +19,7 @@ D=experiments/conditional/diagnose.py
 JUDGES=("selection:--classifier-steps 1500" "longer:--classifier-steps 3000"
         "heldout_a:--classifier-steps 1500 --classifier-seed 1 --classifier-widths 32 64 128"
         "heldout_b:--classifier-steps 3000 --classifier-seed 5 --classifier-widths 24 48 96"
-        "knn:--classifier-knn 5")
+        "knn:--classifier-knn 5" "mlp:--classifier-mlp --classifier-steps 3000")
 mkdir -p "$WORK"
 for S in "${SEEDS[@]}"; do
   N=${PREFIX}_s$S

@@ -89,7 +89,8 @@ def train_classifier(
     device: str | torch.device = "cpu",
     sample_weights: np.ndarray | None = None,
     class_weights: Sequence[float] | None = None,
-) -> CompactCNN:
+    model: nn.Module | None = None,
+) -> nn.Module:
     """Train :class:`CompactCNN` on uint8 ``(N, C, H, W)`` images for a fixed number of ``steps``
     (Adam, cosine learning-rate decay to 0, uniform sampling with replacement - or proportional
     to ``sample_weights``). ``class_weights``: per-class weights of the cross-entropy (class labels only,
@@ -97,7 +98,8 @@ def train_classifier(
     holding class probabilities are the cross-entropy's targets. Classic augmentation: ``hflip`` (random horizontal flips) and
     ``translate=t`` (random crops of the image padded by ``t`` pixels of background, i.e. integer
     shifts of up to ``t`` px each way). Deterministic for a given seed on CPU. ``images`` may be a
-    lazy split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read."""
+    lazy split view (:class:`ganlab.data.datamodule.SplitView`): only each batch's rows are read. ``model``: another
+    network (images in ``[-1, 1]`` -> logits) trained the same way instead of a new :class:`CompactCNN`."""
     if not hasattr(images, "shape"):  # a list of arrays; arrays and split views are indexed as they are
         images = np.asarray(images)
     labels = np.asarray(labels)
@@ -105,7 +107,7 @@ def train_classifier(
         raise ValueError(f"need as many labels as images (got {len(images)} images, {len(labels)} labels)")
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
-    model = CompactCNN(images.shape[1], int(num_classes), widths).to(device)
+    model = (model if model is not None else CompactCNN(images.shape[1], int(num_classes), widths)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
     y_all = torch.from_numpy(np.ascontiguousarray(labels))
