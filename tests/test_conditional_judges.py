@@ -30,3 +30,22 @@ def test_nearest_neighbour_vote_is_a_hand_count():
     # k=2: a 1-1 tie between class 2 (nearest) and class 0 goes to the nearest
     tie = NearestNeighbours(bank, labels, k=2, num_classes=3)
     assert per_class_fidelity(tie, queries[2:], np.array([2]), ["a", "b", "c"]) == {"c": 1.0}
+
+
+def test_train_classifier_trains_the_network_it_is_given():
+    """The MLP judge is trained by ganlab's classifier loop: the network passed in is the one trained and returned."""
+    import torch
+    from _cgan_helpers import pattern_images
+    from torch import nn
+
+    from ganlab.metrics.classifier import predict, train_classifier
+
+    y = np.arange(300) % 10
+    x = pattern_images(y, seed=0)[:, None]
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 10))
+    assert (predict(mlp, x) == y).mean() < 0.5  # untrained
+    trained = train_classifier(x, y, num_classes=10, steps=60, batch_size=64, model=mlp)
+    assert trained is mlp
+    test_y = np.arange(100) % 10
+    assert (predict(mlp, pattern_images(test_y, seed=1)[:, None]) == test_y).mean() > 0.95
