@@ -65,10 +65,16 @@ def scoring_setup(work: Path, classifier_steps: int, task: str = "fashion-mnist"
     ``classifier``: other settings of :func:`ganlab.metrics.classifier.train_classifier` (seed, widths)."""
     from ganlab.metrics.classifier import get_label_classifier
 
-    dm = full_datamodule(data_root(None, task), work / "cache", task)
+    dm, real_x, real_y, names = real_data(work, task)
     clf, info = get_label_classifier(dm, cache_dir=str(work / "cache" / "classifier"),
                                      steps=classifier_steps, **classifier)
-    return clf, info, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+    return clf, info, real_x, real_y, names
+
+
+def real_data(work: Path, task: str):
+    """The task's data module, its real training images and labels, and the class names."""
+    dm = full_datamodule(data_root(None, task), work / "cache", task)
+    return dm, np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
 
 
 class NearestNeighbours:
@@ -106,8 +112,7 @@ def knn_setup(work: Path, k: int, task: str = "fashion-mnist"):
     kept in ``<work>/cache/knn<k>-<task>.json``."""
     from ganlab.metrics.classifier import accuracy_report, heldout_split, predict
 
-    dm = full_datamodule(data_root(None, task), work / "cache", task)
-    real_x, real_y, names = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+    dm, real_x, real_y, names = real_data(work, task)
     clf = NearestNeighbours(real_x, real_y, k, len(names))
     cached = work / "cache" / f"knn{k}-{task}.json"
     if not cached.is_file():
@@ -126,8 +131,7 @@ def mlp_setup(work: Path, task: str = "fashion-mnist", steps: int = 3000, seed: 
 
     from ganlab.metrics.classifier import accuracy_report, heldout_split, predict, train_classifier
 
-    dm = full_datamodule(data_root(None, task), work / "cache", task)
-    real_x, real_y, names = np.asarray(dm.split_images("train")), np.asarray(dm.split_labels("train")), list(dm.class_names)
+    dm, real_x, real_y, names = real_data(work, task)
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(real_x.shape[1:])), 512), nn.ReLU(), nn.Dropout(0.2),
                         nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, len(names)))

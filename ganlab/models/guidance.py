@@ -26,12 +26,14 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ganlab.metrics.classifier import DEFAULTS as CLASSIFIER
+
 log = logging.getLogger(__name__)
 
 
 class ClassifierGuidance:
-    def __init__(self, weight: float = 1.0, seeds: Sequence[int] = (10,), steps: int = 1500,
-                 widths: Sequence[int] = (16, 32, 64), cache_dir: str | None = None) -> None:
+    def __init__(self, weight: float = 1.0, seeds: Sequence[int] = (10,), steps: int = CLASSIFIER["steps"],
+                 widths: Sequence[int] = CLASSIFIER["widths"], cache_dir: str | None = None) -> None:
         if weight < 0:
             raise ValueError(f"ClassifierGuidance weight must be >= 0, got {weight}")
         seeds = [int(s) for s in seeds]
