@@ -40,18 +40,19 @@ TASK_OVERRIDES = {"fashion-mnist": [], "celeba-smiling": ["data.resolution=32"]}
 
 
 def train(run_dir: Path, steps: int, overrides: list[str], seed: int, every: int, keep_best: int = 0,
-          classifier: tuple[Path, int] | None = None, task: str = "fashion-mnist") -> float:
+          classifier: tuple[Path, int] | None = None, task: str = "fashion-mnist", width: str = "cpu") -> float:
     """``ganlab.train`` with only the checkpoint callback (a checkpoint every ``every`` steps), plus,
     with ``keep_best`` = N, the class_fidelity callback every N steps keeping best_class_fidelity.ckpt
     (its classifier: ``classifier`` = (cache folder, training steps), the one scoring uses);
-    returns the CPU seconds it took."""
+    ``width``: "cpu" (CPU_WIDTH) or "experiment" (the experiment's own widths); returns the CPU seconds it took."""
     callbacks = ["callbacks=model_checkpoint"]
     if keep_best:
         cache, clf_steps = classifier
         callbacks = ["callbacks=[model_checkpoint,class_fidelity]", "callbacks.class_fidelity.save_best=true",
                      f"callbacks.class_fidelity.every_n_steps={keep_best}", f"callbacks.class_fidelity.cache_dir={cache}",
                      f"callbacks.class_fidelity.classifier_steps={clf_steps}"]
-    cmd = [sys.executable, "-m", "ganlab.train", *CPU_WIDTH, *TASK_OVERRIDES[task], f"generator_steps={steps}", f"seed={seed}",
+    widths = CPU_WIDTH if width == "cpu" else []
+    cmd = [sys.executable, "-m", "ganlab.train", *widths, *TASK_OVERRIDES[task], f"generator_steps={steps}", f"seed={seed}",
            "trainer.accelerator=cpu", *callbacks, "logger=csv", f"checkpoint_every={every}",
            f"hydra.run.dir={run_dir}", "data.num_workers=0", *overrides]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -294,6 +295,8 @@ def main() -> None:
     p.add_argument("--task", choices=sorted(TASK_OVERRIDES), default="fashion-mnist",
                    help="all of Fashion-MNIST, or the CelebA subset's train faces at 32 px with Smiling as 2 classes "
                         "(give the experiment too, e.g. experiment=cgan_celeba_faithful)")
+    p.add_argument("--width", choices=["cpu", "experiment"], default="cpu",
+                   help="train at the CPU width (base widths 32, z 64) or at the experiment's own widths")
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="also score the raw and EMA generators of a checkpoint every N steps (the last 3 are kept; default: the last only)")
@@ -350,12 +353,13 @@ def main() -> None:
         record.write_text(json.dumps(result, indent=1) + "\n")
         return
     if args.score_only:  # rescore a trained variant: keep what trained it
-        result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "steps", "seed",
+        result = {k: v for k, v in json.loads(record.read_text()).items() if k in ("name", "width", "steps", "seed",
                                                                                     "overrides", "train_cpu_s", "task")}
     else:
         cpu = train(run_dir, args.steps, args.overrides, args.seed, every, args.keep_best,
-                    (args.work / "cache" / "classifier", args.classifier_steps), args.task)
-        result = {"name": args.name, "task": args.task, "steps": args.steps, "seed": args.seed, "overrides": args.overrides,
+                    (args.work / "cache" / "classifier", args.classifier_steps), args.task, args.width)
+        result = {"name": args.name, "task": args.task, "width": args.width, "steps": args.steps, "seed": args.seed,
+                  "overrides": args.overrides,
                   "keep_best": args.keep_best, "train_cpu_s": round(cpu, 1)}
     t0 = time.process_time()
     result.update(score(run_dir, args.work, args.per_class, args.classifier_steps, every, args.steps, args.task))
