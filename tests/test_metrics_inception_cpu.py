@@ -139,8 +139,9 @@ class _Rgb(torch.utils.data.Dataset):
 def test_grayscale_lucic_protocol_equals_torch_fidelity():
     """1-channel 28x28 uint8 images into ganlab's extractor = the stated protocol (grayscale copied to
     3 channels, TF1 bilinear to 299x299, pool3): features equal torch-fidelity's module fed the
-    3-channel copies, and FID / KID / precision-recall of 8 vs 8 images equal torch-fidelity's
-    own ``calculate_metrics`` on those copies within 0.1 %."""
+    3-channel copies, and KID / precision-recall of 8 vs 8 images equal torch-fidelity's own
+    ``calculate_metrics`` on those copies within 0.1 %. (FID: equal features in, and compute_metrics' FID equals
+    calculate_metrics' in test_metrics_equivalence.py; its two 2048-d matrix square roots cost ~15 s here.)"""
     from torch_fidelity import calculate_metrics
 
     n = 8
@@ -154,13 +155,12 @@ def test_grayscale_lucic_protocol_equals_torch_fidelity():
     assert_same_features(feats[:2], ref)
     assert torch.equal(inc.InceptionExtractor(session_weights().path, cpu_path="fidelity").extract(gray[:1]), ref[:1])
 
-    ours = compute_metrics(feats[n:], feats[:n], ("fid", "kid", "prc"), kid_subset_size=n, seed=2020)
+    ours = compute_metrics(feats[n:], feats[:n], ("kid", "prc"), kid_subset_size=n, seed=2020)
     theirs = calculate_metrics(
-        input1=_Rgb(rgb[:n]), input2=_Rgb(rgb[n:]), fid=True, kid=True, prc=True, cuda=False, batch_size=2 * n,
+        input1=_Rgb(rgb[:n]), input2=_Rgb(rgb[n:]), fid=False, kid=True, prc=True, cuda=False, batch_size=2 * n,
         feature_extractor=inc.EXTRACTOR_NAME, feature_extractor_weights_path=session_weights().path,
         kid_subset_size=n, rng_seed=2020, cache=False, save_cpu_ram=True, verbose=False)  # no loader workers
-    pairs = {"fid": "frechet_inception_distance", "kid": "kernel_inception_distance_mean",
-             "precision": "precision", "recall": "recall"}
+    pairs = {"kid": "kernel_inception_distance_mean", "precision": "precision", "recall": "recall"}
     for k, ref_k in pairs.items():
         assert ours[k] == pytest.approx(theirs[ref_k], rel=1e-3, abs=1e-9), (k, source)
-    assert ours["fid"] > 1  # two different sets of garments (or patterns), not a degenerate comparison
+    assert ours["kid"] > 1e-3  # two different sets of garments (or patterns), not a degenerate comparison
