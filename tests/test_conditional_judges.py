@@ -1,6 +1,7 @@
-"""The 5-NN judge of experiments/conditional/diagnose.py (a classifier of another family than the CNNs that
+"""experiments/conditional/diagnose.py: the 5-NN judge (a classifier of another family than the CNNs that
 reread kept checkpoints): its vote equals a hand count, the nearest neighbour breaks ties, and it reads
-images the way per_class_fidelity feeds networks (uint8 in, [-1, 1] inside)."""
+images the way per_class_fidelity feeds networks (uint8 in, [-1, 1] inside); training at the CPU width or at the
+experiment's own widths (--width)."""
 
 import sys
 from pathlib import Path
@@ -49,3 +50,19 @@ def test_train_classifier_trains_the_network_it_is_given():
     assert trained is mlp
     test_y = np.arange(100) % 10
     assert (predict(mlp, pattern_images(test_y, seed=1)[:, None]) == test_y).mean() > 0.95
+
+
+def test_diagnose_trains_at_the_cpu_width_unless_told_the_experiments_own(monkeypatch, tmp_path):
+    """``--width experiment`` drops the CPU-width overrides (base widths 32, z 64) from the training command; the
+    experiment's own overrides come after them either way."""
+    import diagnose
+
+    commands = []
+    monkeypatch.setattr(diagnose.subprocess, "run", lambda cmd, **kw: commands.append(cmd))
+    for width in ("cpu", "experiment"):
+        diagnose.train(tmp_path / "run", 10, ["experiment=cgan_fashion_guided"], 0, 10, width=width)
+    cpu, own = commands
+    assert [a for a in cpu if a in diagnose.CPU_WIDTH] == diagnose.CPU_WIDTH
+    assert not [a for a in own if "base_width" in a or "z_dim" in a]
+    assert cpu[-1] == own[-1] == "experiment=cgan_fashion_guided"
+    assert [a for a in cpu if a not in diagnose.CPU_WIDTH] == own  # nothing else differs
