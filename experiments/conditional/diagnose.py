@@ -359,8 +359,7 @@ def main() -> None:
         cpu = train(run_dir, args.steps, args.overrides, args.seed, every, args.keep_best,
                     (args.work / "cache" / "classifier", args.classifier_steps), args.task, args.width)
         result = {"name": args.name, "task": args.task, "width": args.width, "steps": args.steps, "seed": args.seed,
-                  "overrides": args.overrides,
-                  "keep_best": args.keep_best, "train_cpu_s": round(cpu, 1)}
+                  "overrides": args.overrides, "keep_best": args.keep_best, "train_cpu_s": round(cpu, 1)}
     t0 = time.process_time()
     result.update(score(run_dir, args.work, args.per_class, args.classifier_steps, every, args.steps, args.task))
     result["score_cpu_s"] = round(time.process_time() - t0, 1)
